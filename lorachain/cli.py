@@ -1,0 +1,181 @@
+"""The ``lorachain`` command line: init, node, import, export (and more as the chain grows)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+from lorachain.genesis.genesis import GenesisError, devnet_genesis, load_genesis, parse_genesis
+from lorachain.node.chain import Blockchain, ChainError
+
+log = logging.getLogger("lorachain")
+
+
+def _setup_logging(level: str, fmt: str) -> None:
+    if fmt == "json":
+        handler = logging.StreamHandler()
+        handler.setFormatter(_JsonFormatter())
+        logging.basicConfig(level=level.upper(), handlers=[handler])
+    else:
+        logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)-5s %(name)s: %(message)s")
+    logging.getLogger("eth").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp").setLevel(logging.WARNING)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(
+            {
+                "t": self.formatTime(record),
+                "lvl": record.levelname.lower(),
+                "logger": record.name,
+                "msg": record.getMessage(),
+            }
+        )
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    genesis = load_genesis(args.genesis) if args.genesis else parse_genesis(devnet_genesis())
+    chain = Blockchain.initialize(args.datadir, genesis)
+    print(f"initialised {args.datadir}: chain id {chain.chain_id}, genesis 0x{chain.head.hash.hex()}")
+    chain.close()
+    return 0
+
+
+def _open_or_init(datadir: str, genesis_path: str | None, dev: bool) -> Blockchain:
+    if genesis_path:
+        return Blockchain.initialize(datadir, load_genesis(genesis_path))
+    if (Path(datadir) / "chaindata" / "data.mdb").exists():
+        return Blockchain.open(datadir)
+    if dev:
+        return Blockchain.initialize(datadir, parse_genesis(devnet_genesis()))
+    raise ChainError(f"{datadir} holds no chain: run `lorachain init --genesis FILE --datadir {datadir}` or use --dev")
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    from eth_utils import to_canonical_address
+
+    from lorachain.node.app import serve
+    from lorachain.node.node import MINING_AUTO, MINING_INTERVAL, MINING_MANUAL, Node, NodeConfig
+
+    datadir = args.datadir or tempfile.mkdtemp(prefix="lorachain-dev-")
+    chain = _open_or_init(datadir, args.genesis, args.dev)
+    mining = MINING_MANUAL if args.no_mining else MINING_INTERVAL if args.block_time else MINING_AUTO
+    config = NodeConfig(
+        mining=mining,
+        block_time=args.block_time or 2.0,
+        coinbase=to_canonical_address(args.coinbase),
+        gas_limit=args.gas_limit,
+        allow_unprotected_txs=args.allow_unprotected_txs,
+    )
+    node = Node.with_dev_accounts(chain, config) if args.dev else Node(chain, config)
+    log.info("datadir %s, head #%d, mining %s", datadir, chain.head.block_number, mining)
+    asyncio.run(serve(node, args.http_addr, args.http_port, cors=args.http_corsdomain, dev=args.dev))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import rlp
+
+    chain = Blockchain.open(args.datadir)
+    last = chain.head.block_number if args.last is None else min(args.last, chain.head.block_number)
+    count = 0
+    with open(args.file, "wb") as out:
+        for number in range(args.first, last + 1):
+            out.write(rlp.encode(chain.block_by_header(chain.header_by_number(number))))
+            count += 1
+    print(f"exported {count} blocks ({args.first}..{last}) to {args.file}")
+    chain.close()
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from lorachain.node.rlp_stream import iter_rlp_blocks
+
+    chain = _open_or_init(args.datadir, args.genesis, dev=args.genesis is None)
+    imported = skipped = 0
+    with open(args.file, "rb") as stream:
+        for raw_block in iter_rlp_blocks(stream):
+            vm_class = chain.chain_class.get_vm_class_for_block_number(_block_number(raw_block))
+            block = rlp.decode(raw_block, sedes=vm_class.get_block_class())
+            if block.number == 0:
+                if block.hash != chain.header_by_number(0).hash:
+                    raise ChainError("the stream's genesis block differs from this datadir's genesis")
+                skipped += 1
+                continue
+            if block.number <= chain.head.block_number and chain.is_canonical(block.header):
+                skipped += 1
+                continue
+            chain.import_block(block)
+            imported += 1
+    print(f"imported {imported} blocks (skipped {skipped} known), head #{chain.head.block_number}")
+    chain.close()
+    return 0
+
+
+def _block_number(raw_block: bytes) -> int:
+    header = rlp.decode(raw_block, strict=False)[0]
+    return int.from_bytes(header[8], "big")
+
+
+import rlp  # noqa: E402  (used by import/export helpers above)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lorachain", description="lorachain: a payable-AI rollup node")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-format", default="text", choices=["text", "json"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("init", help="initialise a datadir from a geth-format genesis.json")
+    p.add_argument("--genesis", help="genesis.json (default: the built-in devnet genesis)")
+    p.add_argument("--datadir", required=True)
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("node", help="run an execution node with JSON-RPC")
+    p.add_argument("--dev", action="store_true", help="devnet: built-in genesis, unlocked dev accounts, automine")
+    p.add_argument("--datadir", help="data directory (default with --dev: a new temporary one)")
+    p.add_argument("--genesis", help="initialise from this genesis.json if the datadir is new")
+    p.add_argument("--http.addr", dest="http_addr", default="127.0.0.1")
+    p.add_argument("--http.port", dest="http_port", type=int, default=8545)
+    p.add_argument("--http.corsdomain", dest="http_corsdomain", default="*")
+    p.add_argument("--block-time", type=float, default=0, help="seconds between blocks (0 = automine)")
+    p.add_argument("--no-mining", action="store_true", help="build blocks only on evm_mine")
+    p.add_argument("--gas-limit", type=int, default=None, help="block gas limit (default: parent's)")
+    p.add_argument("--coinbase", default="0x" + "00" * 20, help="fee recipient of built blocks")
+    p.add_argument("--allow-unprotected-txs", action="store_true", help="accept legacy txs without chain id")
+    p.set_defaults(func=cmd_node)
+
+    p = sub.add_parser("export", help="write canonical blocks as an RLP stream (geth export)")
+    p.add_argument("file")
+    p.add_argument("--datadir", required=True)
+    p.add_argument("--first", type=int, default=0)
+    p.add_argument("--last", type=int, default=None)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="import an RLP block stream, validating every block (geth import)")
+    p.add_argument("file")
+    p.add_argument("--datadir", required=True)
+    p.add_argument("--genesis", help="genesis.json for a new datadir (default: devnet genesis)")
+    p.set_defaults(func=cmd_import)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.log_level, args.log_format)
+    try:
+        return args.func(args)
+    except (GenesisError, ChainError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,290 @@
+"""The chain: py-evm blocks and state over the LMDB store, with atomic block commits.
+
+One object owns the database. Reads (headers, blocks, receipts, state) go straight to LMDB; every
+write that a block makes goes through a :class:`PendingWrites` overlay and lands in one LMDB
+transaction together with the new canonical head.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eth.abc import (
+    BlockAPI,
+    BlockHeaderAPI,
+    ComputationAPI,
+    ReceiptAPI,
+    SignedTransactionAPI,
+    StateAPI,
+)
+from eth.chains.base import Chain
+from eth.constants import GENESIS_PARENT_HASH
+from eth.db.chain import ChainDB
+from eth.exceptions import BlockNotFound, HeaderNotFound, TransactionNotFound
+from eth.vm.chain_context import ChainContext
+from eth_utils import ValidationError
+
+from lorachain.genesis.genesis import Genesis, GenesisError, parse_genesis
+from lorachain.node.store import LmdbStore, PendingWrites
+
+GENESIS_KEY = b"lorachain:genesis"
+
+
+class ChainError(Exception):
+    """A request the chain cannot serve (unknown block, bad import, …)."""
+
+
+@dataclass
+class BuiltBlock:
+    """The outcome of building one block."""
+
+    block: BlockAPI
+    receipts: tuple[ReceiptAPI, ...]
+    computations: tuple[ComputationAPI, ...]
+    rejected: list[tuple[SignedTransactionAPI, str]] = field(default_factory=list)
+    deferred: list[SignedTransactionAPI] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TxLocation:
+    block_hash: bytes
+    block_number: int
+    index: int
+
+
+class _LRU(OrderedDict):
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def put(self, key: Any, value: Any) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
+class Blockchain:
+    """Blocks, receipts and state of one chain, persisted in one datadir."""
+
+    def __init__(self, store: LmdbStore, genesis: Genesis) -> None:
+        self.store = store
+        self.genesis = genesis
+        self.chain_class: type[Chain] = genesis.chain_class()
+        self._reader = self.chain_class(PendingWrites(store).atomic_view())
+        self.chaindb: ChainDB = self._reader.chaindb  # type: ignore[assignment]
+        self.chain_context = ChainContext(genesis.chain_id)
+        self._head: BlockHeaderAPI = self.chaindb.get_canonical_head()
+        self._blocks = _LRU(256)
+        self._receipts = _LRU(256)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    @classmethod
+    def initialize(cls, datadir: str | Path, genesis: Genesis) -> Blockchain:
+        """Open ``datadir``, writing ``genesis`` if the store is new (or checking it matches)."""
+        store = LmdbStore(Path(datadir) / "chaindata")
+        try:
+            stored = store[GENESIS_KEY]
+        except KeyError:
+            stored = None
+        if stored is not None:
+            existing = parse_genesis(json.loads(stored))
+            if existing.chain_id != genesis.chain_id or existing.raw != genesis.raw:
+                store.close()
+                raise GenesisError(
+                    f"datadir {datadir} already holds a different genesis (chain id {existing.chain_id})"
+                )
+            return cls(store, existing)
+        overlay = PendingWrites(store)
+        genesis.chain_class().from_genesis(overlay.atomic_view(), genesis.header_params(), genesis.state())
+        overlay[GENESIS_KEY] = json.dumps(genesis.raw, sort_keys=True).encode()
+        overlay.commit()
+        return cls(store, genesis)
+
+    @classmethod
+    def open(cls, datadir: str | Path) -> Blockchain:
+        """Open an initialised datadir."""
+        path = Path(datadir) / "chaindata"
+        if not (path / "data.mdb").exists():
+            raise ChainError(f"{datadir} holds no chain: run `lorachain init` first")
+        store = LmdbStore(path)
+        try:
+            raw = json.loads(store[GENESIS_KEY])
+        except KeyError as exc:
+            store.close()
+            raise ChainError(f"{datadir} holds no genesis") from exc
+        return cls(store, parse_genesis(raw))
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- reads -----------------------------------------------------------------------------------
+    @property
+    def chain_id(self) -> int:
+        return self.genesis.chain_id
+
+    @property
+    def head(self) -> BlockHeaderAPI:
+        return self._head
+
+    def header_by_number(self, number: int) -> BlockHeaderAPI:
+        if number < 0 or number > self._head.block_number:
+            raise HeaderNotFound(number)
+        return self.chaindb.get_canonical_block_header_by_number(number)
+
+    def header_by_hash(self, block_hash: bytes) -> BlockHeaderAPI:
+        return self.chaindb.get_block_header_by_hash(block_hash)
+
+    def is_canonical(self, header: BlockHeaderAPI) -> bool:
+        if header.block_number > self._head.block_number:
+            return False
+        return self.chaindb.get_canonical_block_hash(header.block_number) == header.hash
+
+    def block_by_header(self, header: BlockHeaderAPI) -> BlockAPI:
+        block = self._blocks.get(header.hash)
+        if block is None:
+            vm_class = self.chain_class.get_vm_class(header)
+            block = vm_class.get_block_class().from_header(header=header, chaindb=self.chaindb)
+            self._blocks.put(header.hash, block)
+        return block
+
+    def receipts(self, block: BlockAPI) -> tuple[ReceiptAPI, ...]:
+        receipts = self._receipts.get(block.hash)
+        if receipts is None:
+            receipts = block.get_receipts(self.chaindb)
+            self._receipts.put(block.hash, receipts)
+        return receipts
+
+    def tx_location(self, tx_hash: bytes) -> TxLocation | None:
+        try:
+            number, index = self.chaindb.get_transaction_index(tx_hash)
+        except TransactionNotFound:
+            return None
+        if number > self._head.block_number:
+            return None
+        header = self.header_by_number(number)
+        return TxLocation(block_hash=header.hash, block_number=number, index=index)
+
+    def state_at(self, header: BlockHeaderAPI, **context_overrides: Any) -> StateAPI:
+        """A fresh, throw-away state at ``header``'s post-state, with ``header``'s block context."""
+        context_header = header.copy(**context_overrides) if context_overrides else header
+        vm_class = self.chain_class.get_vm_class(header)
+        return vm_class.build_state(self.chaindb.db, context_header, self.chain_context, self._previous_hashes(header))
+
+    def _previous_hashes(self, header: BlockHeaderAPI) -> Iterable[bytes]:
+        """Ancestor hashes of ``header``, parent first, computed lazily (for BLOCKHASH)."""
+        return _AncestorHashes(self, header)
+
+    # -- writes ----------------------------------------------------------------------------------
+    def build_block(
+        self,
+        transactions: Sequence[SignedTransactionAPI],
+        *,
+        timestamp: int,
+        coinbase: bytes,
+        mix_hash: bytes,
+        gas_limit: int | None = None,
+        extra_data: bytes = b"",
+        parent_beacon_block_root: bytes = b"\x00" * 32,
+        state_edits: Callable[[StateAPI], None] | None = None,
+    ) -> BuiltBlock:
+        """Execute ``transactions`` in order on top of the head and commit the block atomically.
+
+        Transactions that fail validation are returned in ``rejected`` with the reason; those that
+        do not fit in the gas left are returned in ``deferred``.
+        """
+        parent = self._head
+        if timestamp <= parent.timestamp:
+            raise ChainError(f"block timestamp {timestamp} must exceed parent's {parent.timestamp}")
+        overlay = PendingWrites(self.store)
+        chain = self.chain_class(overlay.atomic_view())
+        header_fields: dict[str, Any] = {
+            "timestamp": timestamp,
+            "coinbase": coinbase,
+            "mix_hash": mix_hash,
+            "extra_data": extra_data,
+            "gas_limit": gas_limit if gas_limit is not None else parent.gas_limit,
+        }
+        vm_class = self.chain_class.get_vm_class_for_block_number(parent.block_number + 1)
+        if hasattr(parent, "parent_beacon_block_root"):
+            header_fields["parent_beacon_block_root"] = parent_beacon_block_root
+        header = vm_class.create_header_from_parent(parent, **header_fields)
+        vm = chain.get_vm(header)
+        vm.block_preprocessing(vm.get_block())
+        if state_edits is not None:  # devnet cheat codes (anvil_setBalance, …): part of this block
+            state_edits(vm.state)
+            vm.state.lock_changes()
+
+        included: list[SignedTransactionAPI] = []
+        receipts: list[ReceiptAPI] = []
+        computations: list[ComputationAPI] = []
+        built = BuiltBlock(block=None, receipts=(), computations=())  # type: ignore[arg-type]
+        current = header
+        for tx in transactions:
+            if current.gas_used + tx.gas > current.gas_limit:
+                built.deferred.append(tx)
+                continue
+            try:
+                receipt, computation = vm.apply_transaction(current, tx)
+            except ValidationError as exc:
+                built.rejected.append((tx, str(exc)))
+                continue
+            current = vm.add_receipt_to_header(current, receipt)
+            current = vm.increment_blob_gas_used(current, tx)
+            included.append(tx)
+            receipts.append(receipt)
+            computations.append(computation)
+
+        block = vm.set_block_transactions_and_withdrawals(vm.get_block(), current, included, receipts, withdrawals=())
+        block = vm.block_postprocessing(block)
+        final = vm.mine_block(block).block
+        chain.chaindb.persist_block(final)
+        overlay.commit()
+        self._head = final.header
+        self._blocks.put(final.hash, final)
+        self._receipts.put(final.hash, tuple(receipts))
+        built.block = final
+        built.receipts = tuple(receipts)
+        built.computations = tuple(computations)
+        return built
+
+    def import_block(self, block: BlockAPI) -> BlockAPI:
+        """Validate and execute a block from elsewhere (RLP import, sync) and commit it atomically."""
+        overlay = PendingWrites(self.store)
+        chain = self.chain_class(overlay.atomic_view())
+        try:
+            result = chain.import_block(block, perform_validation=True)
+        except (ValidationError, HeaderNotFound, BlockNotFound) as exc:
+            raise ChainError(f"invalid block #{block.number} {block.hash.hex()}: {exc}") from exc
+        overlay.commit()
+        self._head = chain.chaindb.get_canonical_head()
+        return result.imported_block
+
+    def set_head(self, header: BlockHeaderAPI) -> None:
+        """Make ``header`` (a known block) the canonical head, dropping its canonical descendants."""
+        overlay = PendingWrites(self.store)
+        ChainDB._set_as_canonical_chain_head(overlay, header, GENESIS_PARENT_HASH)
+        # Drop the number->hash lookups of blocks above the new head so reads stop at it.
+        overlay.commit()
+        self._head = header
+
+
+class _AncestorHashes:
+    """A re-iterable, lazy view of up to 256 ancestor hashes, newest first."""
+
+    def __init__(self, chain: Blockchain, header: BlockHeaderAPI) -> None:
+        self._chain = chain
+        self._header = header
+
+    def __iter__(self) -> Iterator[bytes]:
+        current = self._header
+        for _ in range(256):
+            if current.block_number == 0:
+                return
+            yield current.parent_hash
+            current = self._chain.header_by_hash(current.parent_hash)

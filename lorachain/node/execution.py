@@ -1,0 +1,128 @@
+"""Message calls that are not transactions on chain: eth_call, eth_estimateGas, eth_createAccessList.
+
+Calls run on a throw-away state with the nonce, balance-for-gas and EOA checks skipped, as geth's
+``DoCall`` does. Errors carry geth's wording; a revert keeps its return data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import eth_abi
+from eth._utils.spoof import SpoofAttributes
+from eth.abc import ComputationAPI, StateAPI, VirtualMachineAPI
+from eth.exceptions import OutOfGas, Revert
+
+ERROR_SELECTOR = bytes.fromhex("08c379a0")
+PANIC_SELECTOR = bytes.fromhex("4e487b71")
+RPC_GAS_CAP = 50_000_000
+
+PANIC_REASONS = {
+    0x01: "assert(false)",
+    0x11: "arithmetic underflow or overflow",
+    0x12: "division or modulo by zero",
+    0x21: "enum overflow",
+    0x22: "invalid encoded storage byte array accessed",
+    0x31: "out-of-bounds array access; popping on an empty array",
+    0x32: "out-of-bounds access of an array or bytesN",
+    0x41: "out of memory",
+    0x51: "uninitialized function",
+}
+
+
+@dataclass
+class CallParams:
+    """The fields of a call object (JSON-RPC ``TransactionArgs``), decoded."""
+
+    sender: bytes = b"\x00" * 20
+    to: bytes | None = None
+    gas: int | None = None
+    gas_price: int | None = None
+    max_fee_per_gas: int | None = None
+    max_priority_fee_per_gas: int | None = None
+    value: int = 0
+    data: bytes = b""
+    nonce: int | None = None
+    access_list: list[tuple[bytes, list[int]]] = field(default_factory=list)
+
+    @property
+    def fee_given(self) -> bool:
+        return any(v is not None for v in (self.gas_price, self.max_fee_per_gas, self.max_priority_fee_per_gas))
+
+
+class ExecutionError(Exception):
+    """A call failed; ``data`` holds the revert payload (may be empty)."""
+
+    def __init__(self, message: str, data: bytes = b"", reverted: bool = False) -> None:
+        super().__init__(message)
+        self.data = data
+        self.reverted = reverted
+
+
+def revert_reason(data: bytes) -> str | None:
+    """Decode a Solidity ``Error(string)`` or ``Panic(uint256)`` payload, if it is one."""
+    try:
+        if data[:4] == ERROR_SELECTOR:
+            return eth_abi.decode(["string"], data[4:])[0]
+        if data[:4] == PANIC_SELECTOR:
+            code = eth_abi.decode(["uint256"], data[4:])[0]
+            return PANIC_REASONS.get(code, f"unknown panic code: {code:#x}")
+    except Exception:
+        return None
+    return None
+
+
+def computation_error(computation: ComputationAPI) -> ExecutionError:
+    """geth's message for a failed computation."""
+    error = computation.error
+    if isinstance(error, Revert):
+        data = bytes(computation.output)
+        reason = revert_reason(data)
+        message = f"execution reverted: {reason}" if reason is not None else "execution reverted"
+        return ExecutionError(message, data=data, reverted=True)
+    if isinstance(error, OutOfGas):
+        return ExecutionError("out of gas")
+    text = str(error) or type(error).__name__
+    return ExecutionError(text)
+
+
+def build_call_transaction(vm_class: type[VirtualMachineAPI], state: StateAPI, params: CallParams) -> Any:
+    """An unsigned transaction with a spoofed sender, for execution without a signature."""
+    builder = vm_class.get_transaction_builder()
+    nonce = params.nonce if params.nonce is not None else state.get_nonce(params.sender)
+    gas = params.gas if params.gas is not None else RPC_GAS_CAP
+    if params.gas_price is not None:
+        max_fee = tip = params.gas_price
+    else:
+        max_fee = params.max_fee_per_gas or 0
+        tip = params.max_priority_fee_per_gas if params.max_priority_fee_per_gas is not None else 0
+        if params.max_fee_per_gas is None and tip:
+            max_fee = tip + (state.base_fee or 0)
+    unsigned = builder.new_unsigned_dynamic_fee_transaction(
+        chain_id=state.execution_context.chain_id,
+        nonce=nonce,
+        max_priority_fee_per_gas=min(tip, max_fee),
+        max_fee_per_gas=max_fee,
+        gas=gas,
+        to=params.to if params.to is not None else b"",
+        value=params.value,
+        data=params.data,
+        access_list=[(addr, tuple(slots)) for addr, slots in params.access_list],
+    )
+    return SpoofAttributes(unsigned, from_=params.sender)
+
+
+def execute(state: StateAPI, tx: Any) -> ComputationAPI:
+    """Run ``tx`` on ``state`` without the sender checks that signed transactions get."""
+    executor = state.get_transaction_executor()
+    message = executor.build_evm_message(tx)
+    computation = executor.build_computation(message, tx)
+    return executor.finalize_computation(tx, computation)
+
+
+def gas_used(tx: Any, computation: ComputationAPI) -> int:
+    """Gas a transaction would be charged (after refunds), as in its receipt."""
+    used = tx.intrinsic_gas + computation.get_gas_used()
+    refund = min(computation.get_gas_refund(), used // 5)
+    return used - refund

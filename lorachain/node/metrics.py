@@ -1,0 +1,43 @@
+"""Prometheus metrics of the node (served at /metrics on the RPC port, as geth's --metrics does)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry()
+
+HEAD = Gauge("lorachain_chain_head_block", "Number of the canonical head block", registry=REGISTRY)
+BLOCKS = Counter("lorachain_blocks_built_total", "Blocks built by this node", registry=REGISTRY)
+BLOCK_TXS = Counter("lorachain_block_transactions_total", "Transactions included in blocks", registry=REGISTRY)
+BLOCK_GAS = Counter("lorachain_block_gas_used_total", "Gas used by built blocks", registry=REGISTRY)
+BLOCK_TIME = Histogram(
+    "lorachain_block_build_seconds",
+    "Time to execute and commit one block",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    registry=REGISTRY,
+)
+TX_RECEIVED = Counter("lorachain_txpool_received_total", "Transactions admitted to the pool", registry=REGISTRY)
+TX_REJECTED = Counter("lorachain_txpool_rejected_total", "Transactions refused by the pool", registry=REGISTRY)
+POOL_PENDING = Gauge("lorachain_txpool_pending", "Executable transactions in the pool", registry=REGISTRY)
+POOL_QUEUED = Gauge("lorachain_txpool_queued", "Nonce-gapped transactions in the pool", registry=REGISTRY)
+RPC_REQUESTS = Counter(
+    "lorachain_rpc_requests_total", "JSON-RPC calls by method and outcome", ["method", "outcome"], registry=REGISTRY
+)
+RPC_LATENCY = Histogram(
+    "lorachain_rpc_seconds",
+    "JSON-RPC call latency by method",
+    ["method"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5),
+    registry=REGISTRY,
+)
+WS_CONNECTIONS = Gauge("lorachain_rpc_ws_connections", "Open WebSocket connections", registry=REGISTRY)
+
+
+def observe_block(built: Any, seconds: float) -> None:
+    BLOCKS.inc()
+    BLOCK_TXS.inc(len(built.block.transactions))
+    BLOCK_GAS.inc(built.block.header.gas_used)
+    BLOCK_TIME.observe(seconds)
+    HEAD.set(built.block.number)

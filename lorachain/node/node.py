@@ -1,0 +1,254 @@
+"""The execution node: chain + txpool + block production + dev tooling, behind one object.
+
+The JSON-RPC layer talks only to :class:`Node`. Everything runs on one asyncio loop: py-evm is
+CPU-bound Python, so a block is built in one go between requests, and the transactions that arrived
+meanwhile go into the next block together (automine batches naturally under load).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth.abc import BlockHeaderAPI, SignedTransactionAPI, StateAPI
+from eth_account import Account
+from eth_utils import keccak, to_canonical_address
+
+from lorachain.genesis.accounts import dev_accounts
+from lorachain.node import metrics
+from lorachain.node.chain import Blockchain, BuiltBlock, ChainError
+from lorachain.node.clock import BlockClock
+from lorachain.node.events import EventBus
+from lorachain.node.txpool import TxPool, TxPoolError
+
+log = logging.getLogger("lorachain.node")
+
+MINING_AUTO, MINING_INTERVAL, MINING_MANUAL = "auto", "interval", "manual"
+
+
+@dataclass
+class NodeConfig:
+    mining: str = MINING_AUTO
+    block_time: float = 2.0
+    coinbase: bytes = b"\x00" * 20
+    gas_limit: int | None = None
+    allow_unprotected_txs: bool = False
+    unlocked_keys: dict[bytes, bytes] = field(default_factory=dict)  # address -> private key
+    wait_for_inclusion: float = 5.0  # automine: sendRawTransaction returns once mined (as Hardhat)
+
+
+@dataclass
+class Snapshot:
+    head_hash: bytes
+    clock_offset: int
+
+
+class Node:
+    """One chain, one pool, one block producer."""
+
+    def __init__(self, chain: Blockchain, config: NodeConfig | None = None) -> None:
+        self.chain = chain
+        self.config = config or NodeConfig()
+        self.events = EventBus()
+        self.clock = BlockClock()
+        self.pool = TxPool(
+            chain_id=chain.chain_id,
+            state_provider=lambda: self.chain.state_at(self.chain.head),
+            base_fee_provider=self.next_base_fee,
+            block_gas_limit=lambda: self.config.gas_limit or self.chain.head.gas_limit,
+            allow_unprotected=self.config.allow_unprotected_txs,
+        )
+        self.snapshots: dict[int, Snapshot] = {}
+        self.impersonated: set[bytes] = set()
+        self._next_snapshot = 0
+        self._next_base_fee: tuple[bytes, int] | None = None
+        self._wake = asyncio.Event()
+        self._inclusion: dict[bytes, asyncio.Future[None]] = {}
+        self._producer: asyncio.Task[None] | None = None
+        self.started_at = time.time()
+        metrics.HEAD.set(chain.head.block_number)
+
+    @classmethod
+    def with_dev_accounts(cls, chain: Blockchain, config: NodeConfig | None = None) -> Node:
+        config = config or NodeConfig()
+        for acct in dev_accounts():
+            config.unlocked_keys[to_canonical_address(acct.address)] = acct.private_key
+        return cls(chain, config)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self.config.mining == MINING_AUTO:
+            self._producer = asyncio.get_running_loop().create_task(self._automine_loop())
+        elif self.config.mining == MINING_INTERVAL:
+            self._producer = asyncio.get_running_loop().create_task(self._interval_loop())
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            self._producer.cancel()
+            try:
+                await self._producer
+            except asyncio.CancelledError:
+                pass
+        self.chain.close()
+
+    async def _automine_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await asyncio.sleep(0)  # let requests already read from sockets join this block
+            while self._has_executable():
+                self._produce_safely()
+                await asyncio.sleep(0)
+
+    async def _interval_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.block_time)
+            self._produce_safely()
+
+    def _produce_safely(self) -> None:
+        try:
+            self.mine()
+        except Exception:
+            log.exception("block production failed; will retry")
+
+    def _has_executable(self) -> bool:
+        return next(iter(self.pool.ordered_pending()), None) is not None
+
+    # -- fees ------------------------------------------------------------------------------------
+    def next_base_fee(self) -> int:
+        head = self.chain.head
+        if self._next_base_fee is None or self._next_base_fee[0] != head.hash:
+            vm_class = self.chain.chain_class.get_vm_class_for_block_number(head.block_number + 1)
+            child = vm_class.create_header_from_parent(head, timestamp=head.timestamp + 1)
+            self._next_base_fee = (head.hash, getattr(child, "base_fee_per_gas", 0) or 0)
+        return self._next_base_fee[1]
+
+    # -- transactions ----------------------------------------------------------------------------
+    def decode_transaction(self, raw: bytes) -> SignedTransactionAPI:
+        vm_class = self.chain.chain_class.get_vm_class_for_block_number(self.chain.head.block_number + 1)
+        try:
+            return vm_class.get_transaction_builder().decode(raw)
+        except Exception as exc:
+            raise TxPoolError(f"rlp: invalid transaction encoding ({type(exc).__name__}: {exc})") from exc
+
+    def submit(self, raw: bytes) -> tuple[bytes, bool]:
+        """Admit a signed transaction; returns (hash, executable-now)."""
+        tx = self.decode_transaction(raw)
+        try:
+            executable = self.pool.add(tx, len(raw))
+        except TxPoolError:
+            metrics.TX_REJECTED.inc()
+            raise
+        metrics.TX_RECEIVED.inc()
+        self.events.publish("pending_tx", tx.hash)
+        if executable:
+            self._wake.set()
+        return tx.hash, executable
+
+    async def submit_and_wait(self, raw: bytes) -> bytes:
+        """Submit; in automine mode return once the transaction is in a committed block."""
+        tx_hash, executable = self.submit(raw)
+        if self.config.mining == MINING_AUTO and executable:
+            future = self._inclusion.get(tx_hash)
+            if future is None:
+                future = asyncio.get_running_loop().create_future()
+                self._inclusion[tx_hash] = future
+            try:
+                await asyncio.wait_for(asyncio.shield(future), self.config.wait_for_inclusion)
+            except TimeoutError:
+                pass
+            finally:
+                self._inclusion.pop(tx_hash, None)
+        return tx_hash
+
+    def sign_with_unlocked(self, sender: bytes, tx_fields: dict[str, Any]) -> bytes:
+        key = self.config.unlocked_keys.get(sender)
+        if key is None:
+            raise TxPoolError("unknown account")
+        return bytes(Account.sign_transaction(tx_fields, key).raw_transaction)
+
+    # -- blocks ----------------------------------------------------------------------------------
+    def set_mining_mode(self, mode: str) -> None:
+        """Switch between automine, interval and manual block production at run time."""
+        if self._producer is not None:
+            self._producer.cancel()
+            self._producer = None
+        self.config.mining = mode
+        self.start()
+        if mode == MINING_AUTO:
+            self._wake.set()
+
+    def edit_state(self, edit: Callable[[StateAPI], None]) -> BuiltBlock:
+        """Apply a devnet state edit in a block of its own, so it is persisted and replayable."""
+        return self.mine(state_edits=edit)
+
+    def mine(self, timestamp: int | None = None, state_edits: Callable[[StateAPI], None] | None = None) -> BuiltBlock:
+        """Build one block from the pool's executable transactions and commit it."""
+        started = time.perf_counter()
+        head = self.chain.head
+        ts = timestamp if timestamp is not None else self.clock.next_timestamp(head.timestamp)
+        mix_hash = keccak(head.mix_hash + head.hash)
+        built = self.chain.build_block(
+            list(self.pool.ordered_pending()),
+            timestamp=ts,
+            coinbase=self.config.coinbase,
+            mix_hash=mix_hash,
+            gas_limit=self.config.gas_limit,
+            state_edits=state_edits,
+        )
+        for tx in built.block.transactions:
+            self.pool.remove(tx.hash)
+        for tx, reason in built.rejected:
+            log.warning("dropping tx 0x%s from the pool: %s", tx.hash.hex(), reason)
+            self.pool.remove(tx.hash)
+        self.pool.reset()
+        elapsed = time.perf_counter() - started
+        metrics.observe_block(built, elapsed)
+        log.info(
+            "block #%d 0x%s txs=%d gas=%d in %.1f ms",
+            built.block.number,
+            built.block.hash.hex()[:12],
+            len(built.block.transactions),
+            built.block.header.gas_used,
+            elapsed * 1000,
+        )
+        for tx in built.block.transactions:
+            future = self._inclusion.pop(tx.hash, None)
+            if future is not None and not future.done():
+                future.set_result(None)
+        self.events.publish("block", built)
+        return built
+
+    # -- dev tooling (evm_* / anvil_*) -----------------------------------------------------------
+    def snapshot(self) -> int:
+        self._next_snapshot += 1
+        self.snapshots[self._next_snapshot] = Snapshot(self.chain.head.hash, self.clock.offset)
+        return self._next_snapshot
+
+    def revert(self, snapshot_id: int) -> bool:
+        snap = self.snapshots.get(snapshot_id)
+        if snap is None:
+            return False
+        for later in [k for k in self.snapshots if k >= snapshot_id]:
+            del self.snapshots[later]
+        self.set_head(self.chain.header_by_hash(snap.head_hash))
+        self.clock.offset = snap.clock_offset
+        return True
+
+    def set_head(self, header: BlockHeaderAPI) -> None:
+        self.chain.set_head(header)
+        self.pool.clear()
+        metrics.HEAD.set(header.block_number)
+        self.events.publish("reorg", header)
+
+    def resolve_tag(self, tag: str) -> BlockHeaderAPI:
+        head = self.chain.head
+        if tag in ("latest", "pending", "safe", "finalized"):
+            return head
+        if tag == "earliest":
+            return self.chain.header_by_number(0)
+        raise ChainError(f"unknown block tag {tag}")

@@ -1,0 +1,252 @@
+"""JSON-RPC value encoding: hex quantities and data in, geth-shaped objects out (one home for both)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eth._utils.address import generate_contract_address
+from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI
+from eth_utils import to_checksum_address
+
+from lorachain.node.rpc.errors import invalid_params
+from lorachain.node.txpool import tx_type
+
+ZERO_HASH = "0x" + "00" * 32
+
+
+# -- scalars -----------------------------------------------------------------------------------
+def quantity(value: int) -> str:
+    return hex(value)
+
+
+def data(value: bytes) -> str:
+    return "0x" + bytes(value).hex()
+
+
+def address(value: bytes | None) -> str | None:
+    if value is None or value == b"":
+        return None
+    return to_checksum_address(value)
+
+
+def parse_quantity(value: Any, arg: str = "argument") -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise invalid_params(f"invalid {arg}: negative quantity")
+        return value
+    if not isinstance(value, str):
+        raise invalid_params(f"invalid {arg}: json: cannot unmarshal {type(value).__name__} into hex quantity")
+    if not value.startswith(("0x", "0X")):
+        raise invalid_params(f"invalid {arg}: hex string without 0x prefix")
+    digits = value[2:]
+    if not digits:
+        raise invalid_params(f'invalid {arg}: hex string "0x"')
+    if len(digits) > 1 and digits[0] == "0":
+        raise invalid_params(f"invalid {arg}: hex number with leading zero digits")
+    if len(digits) > 64:
+        raise invalid_params(f"invalid {arg}: hex number > 256 bits")
+    try:
+        return int(digits, 16)
+    except ValueError:
+        raise invalid_params(f"invalid {arg}: invalid hex string") from None
+
+
+def parse_data(value: Any, arg: str = "argument", size: int | None = None) -> bytes:
+    if not isinstance(value, str):
+        raise invalid_params(f"invalid {arg}: json: cannot unmarshal {type(value).__name__} into hex data")
+    if not value.startswith(("0x", "0X")):
+        raise invalid_params(f"invalid {arg}: hex string without 0x prefix")
+    digits = value[2:]
+    if len(digits) % 2:
+        raise invalid_params(f"invalid {arg}: hex string of odd length")
+    try:
+        raw = bytes.fromhex(digits)
+    except ValueError:
+        raise invalid_params(f"invalid {arg}: invalid hex string") from None
+    if size is not None and len(raw) != size:
+        raise invalid_params(f"invalid {arg}: hex string has length {len(digits)}, want {size * 2}")
+    return raw
+
+
+def parse_address(value: Any, arg: str = "address") -> bytes:
+    return parse_data(value, arg, size=20)
+
+
+def parse_hash(value: Any, arg: str = "hash") -> bytes:
+    return parse_data(value, arg, size=32)
+
+
+# -- chain objects -----------------------------------------------------------------------------
+def header_json(header: BlockHeaderAPI) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "number": quantity(header.block_number),
+        "hash": data(header.hash),
+        "parentHash": data(header.parent_hash),
+        "nonce": data(header.nonce),
+        "mixHash": data(header.mix_hash),
+        "sha3Uncles": data(header.uncles_hash),
+        "logsBloom": data(header.bloom.to_bytes(256, "big")),
+        "transactionsRoot": data(header.transaction_root),
+        "stateRoot": data(header.state_root),
+        "receiptsRoot": data(header.receipt_root),
+        "miner": address(header.coinbase) or address(b"\x00" * 20),
+        "difficulty": quantity(header.difficulty),
+        "totalDifficulty": quantity(0),
+        "extraData": data(header.extra_data),
+        "gasLimit": quantity(header.gas_limit),
+        "gasUsed": quantity(header.gas_used),
+        "timestamp": quantity(header.timestamp),
+    }
+    for attr, key, enc in (
+        ("base_fee_per_gas", "baseFeePerGas", quantity),
+        ("withdrawals_root", "withdrawalsRoot", data),
+        ("blob_gas_used", "blobGasUsed", quantity),
+        ("excess_blob_gas", "excessBlobGas", quantity),
+        ("parent_beacon_block_root", "parentBeaconBlockRoot", data),
+        ("requests_hash", "requestsHash", data),
+    ):
+        value = getattr(header, attr, None)
+        if value is not None:
+            obj[key] = enc(value)
+    return obj
+
+
+def block_json(block: BlockAPI, full_transactions: bool, encoded_size: int) -> dict[str, Any]:
+    obj = header_json(block.header)
+    obj["size"] = quantity(encoded_size)
+    base_fee = getattr(block.header, "base_fee_per_gas", None)
+    if full_transactions:
+        obj["transactions"] = [
+            transaction_json(tx, block.header, index, base_fee) for index, tx in enumerate(block.transactions)
+        ]
+    else:
+        obj["transactions"] = [data(tx.hash) for tx in block.transactions]
+    obj["uncles"] = [data(uncle.hash) for uncle in block.uncles]
+    if hasattr(block, "withdrawals"):
+        obj["withdrawals"] = []
+    return obj
+
+
+def effective_gas_price(tx: SignedTransactionAPI, base_fee: int | None) -> int:
+    if base_fee is None or (tx_type(tx) == 0 and not hasattr(tx, "max_fee_per_gas")):
+        return tx.gas_price
+    return min(tx.max_fee_per_gas, base_fee + tx.max_priority_fee_per_gas)
+
+
+def _access_list_json(access_list: Any) -> list[dict[str, Any]]:
+    return [
+        {"address": address(addr), "storageKeys": [data(slot.to_bytes(32, "big")) for slot in slots]}
+        for addr, slots in access_list
+    ]
+
+
+def transaction_json(
+    tx: SignedTransactionAPI,
+    header: BlockHeaderAPI | None,
+    index: int | None,
+    base_fee: int | None,
+) -> dict[str, Any]:
+    kind = tx_type(tx)
+    obj: dict[str, Any] = {
+        "blockHash": data(header.hash) if header is not None else None,
+        "blockNumber": quantity(header.block_number) if header is not None else None,
+        "from": address(tx.sender),
+        "gas": quantity(tx.gas),
+        "hash": data(tx.hash),
+        "input": data(tx.data),
+        "nonce": quantity(tx.nonce),
+        "to": address(tx.to),
+        "transactionIndex": quantity(index) if index is not None else None,
+        "value": quantity(tx.value),
+        "type": quantity(kind),
+    }
+    if kind == 0:
+        obj["gasPrice"] = quantity(tx.gas_price)
+        obj["v"] = quantity(tx.v)
+        if tx.v not in (27, 28):
+            obj["chainId"] = quantity((tx.v - 35) // 2)
+    else:
+        obj["chainId"] = quantity(tx.chain_id)
+        obj["accessList"] = _access_list_json(tx.access_list)
+        obj["v"] = quantity(tx.y_parity)
+        obj["yParity"] = quantity(tx.y_parity)
+        if kind == 1:
+            obj["gasPrice"] = quantity(tx.gas_price)
+        else:
+            obj["maxFeePerGas"] = quantity(tx.max_fee_per_gas)
+            obj["maxPriorityFeePerGas"] = quantity(tx.max_priority_fee_per_gas)
+            obj["gasPrice"] = quantity(effective_gas_price(tx, base_fee) if header is not None else tx.max_fee_per_gas)
+        if kind == 4:
+            obj["authorizationList"] = [
+                {
+                    "chainId": quantity(auth.chain_id),
+                    "address": address(auth.address),
+                    "nonce": quantity(auth.nonce),
+                    "yParity": quantity(auth.y_parity),
+                    "r": quantity(auth.r),
+                    "s": quantity(auth.s),
+                }
+                for auth in tx.authorization_list
+            ]
+    obj["r"] = quantity(tx.r)
+    obj["s"] = quantity(tx.s)
+    return obj
+
+
+def log_json(
+    log: Any,
+    header: BlockHeaderAPI,
+    tx_hash: bytes,
+    tx_index: int,
+    log_index: int,
+    removed: bool = False,
+) -> dict[str, Any]:
+    return {
+        "address": address(log.address),
+        "topics": [data(topic.to_bytes(32, "big")) for topic in log.topics],
+        "data": data(log.data),
+        "blockNumber": quantity(header.block_number),
+        "blockHash": data(header.hash),
+        "blockTimestamp": quantity(header.timestamp),
+        "transactionHash": data(tx_hash),
+        "transactionIndex": quantity(tx_index),
+        "logIndex": quantity(log_index),
+        "removed": removed,
+    }
+
+
+def receipts_json(block: BlockAPI, receipts: tuple[ReceiptAPI, ...]) -> list[dict[str, Any]]:
+    """All receipts of a block, with the derived fields (gasUsed, logIndex, contractAddress…)."""
+    header = block.header
+    base_fee = getattr(header, "base_fee_per_gas", None)
+    out = []
+    previous_cumulative = 0
+    log_index = 0
+    for index, (tx, receipt) in enumerate(zip(block.transactions, receipts, strict=True)):
+        logs = []
+        for entry in receipt.logs:
+            logs.append(log_json(entry, header, tx.hash, index, log_index))
+            log_index += 1
+        contract = None
+        if tx.to == b"":
+            contract = address(generate_contract_address(tx.sender, tx.nonce))
+        out.append(
+            {
+                "transactionHash": data(tx.hash),
+                "transactionIndex": quantity(index),
+                "blockHash": data(header.hash),
+                "blockNumber": quantity(header.block_number),
+                "from": address(tx.sender),
+                "to": address(tx.to),
+                "cumulativeGasUsed": quantity(receipt.gas_used),
+                "gasUsed": quantity(receipt.gas_used - previous_cumulative),
+                "contractAddress": contract,
+                "logs": logs,
+                "logsBloom": data(receipt.bloom.to_bytes(256, "big")),
+                "type": quantity(tx_type(tx)),
+                "status": quantity(1 if receipt.state_root == b"\x01" else 0),
+                "effectiveGasPrice": quantity(effective_gas_price(tx, base_fee)),
+            }
+        )
+        previous_cumulative = receipt.gas_used
+    return out

@@ -1,0 +1,255 @@
+"""JSON-RPC 2.0 over HTTP and WebSocket on one port (aiohttp), with batches, CORS and limits.
+
+Shape of errors, limits and codes follows geth: -32700 parse error, -32600 invalid request, -32601
+unknown method, -32602 bad params, -32000 for failed calls, 3 for reverted calls; batches of at most
+1000 calls; bodies of at most 5 MiB. ``/metrics`` serves Prometheus text and ``/health`` a JSON probe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from lorachain.node import metrics
+from lorachain.node.rpc.errors import (
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    RpcError,
+)
+
+log = logging.getLogger("lorachain.rpc")
+
+MAX_BODY_BYTES = 5 * 1024 * 1024
+MAX_BATCH = 1000
+
+Handler = Callable[..., Any]
+
+
+@dataclass
+class CallContext:
+    """Per-connection context: WebSocket connections can push subscription notifications."""
+
+    send: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+    subscriptions: set[str] = field(default_factory=set)
+    on_close: list[Callable[[], None]] = field(default_factory=list)
+
+
+class RpcDispatcher:
+    """Method registry and JSON-RPC request processing, independent of transport."""
+
+    def __init__(self) -> None:
+        self.methods: dict[str, Handler] = {}
+        self.context_methods: set[str] = set()
+
+    def register(self, name: str, handler: Handler, wants_context: bool = False) -> None:
+        self.methods[name] = handler
+        if wants_context:
+            self.context_methods.add(name)
+
+    def register_object(self, api: Any) -> None:
+        """Register every method of ``api`` named like ``eth_blockNumber`` (prefix_camelCase)."""
+        for name, member in inspect.getmembers(api, callable):
+            if "_" in name and not name.startswith("_") and name.split("_", 1)[0] in api.namespaces:
+                params = inspect.signature(member).parameters
+                self.register(name, member, wants_context="ctx" in params)
+
+    async def handle_payload(self, payload: Any, ctx: CallContext) -> Any:
+        if isinstance(payload, list):
+            if not payload:
+                return _error_response(None, RpcError(INVALID_REQUEST, "empty batch"))
+            if len(payload) > MAX_BATCH:
+                return _error_response(None, RpcError(INVALID_REQUEST, "batch too large"))
+            responses = [await self.handle_call(item, ctx) for item in payload]
+            return [r for r in responses if r is not None]
+        return await self.handle_call(payload, ctx)
+
+    async def handle_call(self, call: Any, ctx: CallContext) -> dict[str, Any] | None:
+        if not isinstance(call, dict):
+            return _error_response(None, RpcError(INVALID_REQUEST, "invalid request"))
+        call_id = call.get("id")
+        is_notification = "id" not in call
+        method = call.get("method")
+        if call.get("jsonrpc") != "2.0" or not isinstance(method, str):
+            return _error_response(call_id, RpcError(INVALID_REQUEST, "invalid request"))
+        params = call.get("params", [])
+        if params is None:
+            params = []
+        if not isinstance(params, list):
+            return _error_response(call_id, RpcError(-32602, "non-array args"))
+        handler = self.methods.get(method)
+        if handler is None:
+            metrics.RPC_REQUESTS.labels("unknown", "error").inc()
+            err = RpcError(METHOD_NOT_FOUND, f"the method {method} does not exist/is not available")
+            return None if is_notification else _error_response(call_id, err)
+        started = time.perf_counter()
+        try:
+            result = self._invoke(handler, method, params, ctx)
+            if inspect.isawaitable(result):
+                result = await result
+        except RpcError as err:
+            metrics.RPC_REQUESTS.labels(method, "error").inc()
+            return None if is_notification else _error_response(call_id, err)
+        except Exception:
+            log.exception("internal error in %s", method)
+            metrics.RPC_REQUESTS.labels(method, "error").inc()
+            err = RpcError(INTERNAL_ERROR, "internal error")
+            return None if is_notification else _error_response(call_id, err)
+        finally:
+            metrics.RPC_LATENCY.labels(method).observe(time.perf_counter() - started)
+        metrics.RPC_REQUESTS.labels(method, "ok").inc()
+        if is_notification:
+            return None
+        return {"jsonrpc": "2.0", "id": call_id, "result": result}
+
+    def _invoke(self, handler: Handler, method: str, params: list[Any], ctx: CallContext) -> Any:
+        signature = inspect.signature(handler)
+        positional = [
+            p
+            for p in signature.parameters.values()
+            if p.name != "ctx" and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        required = [p for p in positional if p.default is inspect.Parameter.empty]
+        if len(params) > len(positional):
+            raise RpcError(-32602, f"too many arguments, want at most {len(positional)}")
+        if len(params) < len(required):
+            raise RpcError(-32602, f"missing value for required argument {len(params)}")
+        kwargs = {"ctx": ctx} if method in self.context_methods else {}
+        return handler(*params, **kwargs)
+
+
+def _error_response(call_id: Any, err: RpcError) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": call_id, "error": err.to_json()}
+
+
+class RpcServer:
+    """The HTTP/WS front of a :class:`RpcDispatcher`."""
+
+    def __init__(self, dispatcher: RpcDispatcher, cors_origins: str = "*", health: Callable[[], Any] = dict) -> None:
+        self.dispatcher = dispatcher
+        self.cors_origins = cors_origins
+        self.health = health
+        self.app = web.Application(client_max_size=MAX_BODY_BYTES)
+        self.app.router.add_get("/metrics", self._metrics)
+        self.app.router.add_get("/health", self._health)
+        self.app.router.add_route("OPTIONS", "/{tail:.*}", self._preflight)
+        self.app.router.add_get("/", self._websocket)
+        self.app.router.add_get("/ws", self._websocket)
+        self.app.router.add_post("/", self._http)
+        self._runner: web.AppRunner | None = None
+        self._sockets: set[web.WebSocketResponse] = set()
+        self.port: int | None = None
+
+    def _cors(self, response: web.StreamResponse, request: web.Request) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin and (self.cors_origins == "*" or origin in self.cors_origins.split(",")):
+            response.headers["Access-Control-Allow-Origin"] = "*" if self.cors_origins == "*" else origin
+            response.headers["Vary"] = "Origin"
+        return response
+
+    async def _preflight(self, request: web.Request) -> web.StreamResponse:
+        response = web.Response(status=204)
+        response.headers["Access-Control-Allow-Methods"] = "POST, GET, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = request.headers.get(
+            "Access-Control-Request-Headers", "Content-Type"
+        )
+        response.headers["Access-Control-Max-Age"] = "600"
+        return self._cors(response, request)
+
+    async def _metrics(self, request: web.Request) -> web.StreamResponse:
+        body = generate_latest(metrics.REGISTRY)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _health(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(self.health())
+
+    async def _http(self, request: web.Request) -> web.StreamResponse:
+        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+            return self._cors(
+                web.json_response(
+                    _error_response(None, RpcError(INVALID_REQUEST, "content length too large")), status=413
+                ),
+                request,
+            )
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return self._cors(
+                web.json_response(
+                    _error_response(None, RpcError(INVALID_REQUEST, "content length too large")), status=413
+                ),
+                request,
+            )
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            response = _error_response(None, RpcError(PARSE_ERROR, "parse error"))
+            return self._cors(web.json_response(response), request)
+        result = await self.dispatcher.handle_payload(payload, CallContext())
+        if result is None or result == []:
+            return self._cors(web.Response(status=200, text=""), request)
+        return self._cors(web.Response(text=json.dumps(result), content_type="application/json"), request)
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(max_msg_size=MAX_BODY_BYTES, heartbeat=30)
+        if not ws.can_prepare(request).ok:
+            return web.json_response(
+                _error_response(None, RpcError(INVALID_REQUEST, "send JSON-RPC requests with POST")), status=405
+            )
+        await ws.prepare(request)
+        self._sockets.add(ws)
+        metrics.WS_CONNECTIONS.inc()
+        send_lock = asyncio.Lock()
+
+        async def send(message: dict[str, Any]) -> None:
+            if ws.closed:
+                return
+            async with send_lock:
+                await ws.send_str(json.dumps(message))
+
+        ctx = CallContext(send=send)
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    if msg.type == WSMsgType.BINARY:
+                        await send(_error_response(None, RpcError(PARSE_ERROR, "parse error")))
+                    continue
+                try:
+                    payload = json.loads(msg.data)
+                except ValueError:
+                    await send(_error_response(None, RpcError(PARSE_ERROR, "parse error")))
+                    continue
+                result = await self.dispatcher.handle_payload(payload, ctx)
+                if result is not None and result != []:
+                    await send(result)
+        finally:
+            for callback in ctx.on_close:
+                callback()
+            self._sockets.discard(ws)
+            metrics.WS_CONNECTIONS.dec()
+        return ws
+
+    async def start(self, host: str, port: int) -> int:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        await site.start()
+        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        self.port = sockets[0].getsockname()[1] if sockets else port
+        return self.port
+
+    async def stop(self) -> None:
+        for ws in list(self._sockets):
+            await ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
