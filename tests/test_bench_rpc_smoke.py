@@ -120,8 +120,7 @@ def test_increment_and_deploy_payloads(senders):
 
 def test_sends_stay_in_nonce_order_per_sender(senders):
     txs = [
-        rpc_load.SignedTx(raw="0x", hash=f"0x{i:064x}", sender=senders[i % 3].address, nonce=i // 3)
-        for i in range(30)
+        rpc_load.SignedTx(raw="0x", hash=f"0x{i:064x}", sender=senders[i % 3].address, nonce=i // 3) for i in range(30)
     ]
     seen: dict[str, list[int]] = {}
     in_flight = 0

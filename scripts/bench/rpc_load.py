@@ -152,9 +152,7 @@ def build_round_robin(
         acct = senders[i % len(senders)]
         nonce = next_nonce[acct.address]
         next_nonce[acct.address] = nonce + 1
-        txs.append(
-            sign_tx(acct, chain_id=chain_id, nonce=nonce, to=to, value=value, gas=gas, data=data, fees=fees)
-        )
+        txs.append(sign_tx(acct, chain_id=chain_id, nonce=nonce, to=to, value=value, gas=gas, data=data, fees=fees))
     return txs
 
 
@@ -191,9 +189,7 @@ class RpcClient:
         import aiohttp
 
         connector = aiohttp.TCPConnector(limit=self._max_connections, force_close=False)
-        self._session = aiohttp.ClientSession(
-            connector=connector, timeout=aiohttp.ClientTimeout(total=self._timeout_s)
-        )
+        self._session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=self._timeout_s))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -400,9 +396,7 @@ async def _send_timed(
     first_block = await client.call_int("eth_blockNumber")
     cpu0, t0 = time.process_time(), time.perf_counter()
     returned, latencies = await send_in_sender_order(txs, send, concurrency)
-    await wait_for_receipts(
-        client, [t.hash for t in last_tx_per_sender(txs).values()], timeout_s=receipt_timeout_s
-    )
+    await wait_for_receipts(client, [t.hash for t in last_tx_per_sender(txs).values()], timeout_s=receipt_timeout_s)
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     last_block = await client.call_int("eth_blockNumber")
     for tx, got in zip(txs, returned, strict=True):
@@ -411,9 +405,7 @@ async def _send_timed(
     return elapsed, latencies, {"blocks": last_block - first_block, "client_cpu_s": round(cpu, 3)}
 
 
-async def _check_receipts(
-    client: RpcClient, txs: Sequence[SignedTx], concurrency: int
-) -> list[dict[str, Any]]:
+async def _check_receipts(client: RpcClient, txs: Sequence[SignedTx], concurrency: int) -> list[dict[str, Any]]:
     async def get(tx: SignedTx) -> Any:
         return await client.call("eth_getTransactionReceipt", [tx.hash])
 
@@ -426,9 +418,7 @@ async def _check_receipts(
         if int(receipt.get("status", "0x0"), 16) != 1:
             raise VerificationError(f"tx {tx.hash} failed: receipt status {receipt.get('status')}")
         if to_checksum_address(receipt["from"]) != tx.sender:
-            raise VerificationError(
-                f"receipt for {tx.hash} has from={receipt['from']}, signed by {tx.sender}"
-            )
+            raise VerificationError(f"receipt for {tx.hash} has from={receipt['from']}, signed by {tx.sender}")
     return receipts
 
 

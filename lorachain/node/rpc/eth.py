@@ -7,6 +7,9 @@ from typing import Any
 import rlp
 from eth.abc import BlockHeaderAPI
 from eth.exceptions import HeaderNotFound
+from eth.constants import BLANK_ROOT_HASH
+from eth.rlp.accounts import Account
+from eth_utils import keccak
 from trie import HexaryTrie
 
 from lorachain.node import execution
@@ -181,10 +184,10 @@ class EthApi:
         state = self.chain.state_at(header)
         db = self.chain.chaindb.db
         state_trie = HexaryTrie(db, header.state_root)
-        from eth_utils import keccak
-
-        account_proof = state_trie.get_proof(keccak(addr))
-        storage_root = state.get_storage_root(addr)
+        account_key = keccak(addr)
+        account_proof = state_trie.get_proof(account_key)
+        encoded_account = state_trie.get(account_key)
+        storage_root = rlp.decode(encoded_account, sedes=Account).storage_root if encoded_account else BLANK_ROOT_HASH
         storage_trie = HexaryTrie(db, storage_root)
         storage_proofs = []
         for key in keys:

@@ -220,13 +220,11 @@ class RpcServer:
         ctx = CallContext(send=send)
         try:
             async for msg in ws:
-                if msg.type != WSMsgType.TEXT:
-                    if msg.type == WSMsgType.BINARY:
-                        await send(_error_response(None, RpcError(PARSE_ERROR, "parse error")))
+                if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                     continue
                 try:
                     payload = json.loads(msg.data)
-                except ValueError:
+                except (ValueError, UnicodeDecodeError):
                     await send(_error_response(None, RpcError(PARSE_ERROR, "parse error")))
                     continue
                 result = await self.dispatcher.handle_payload(payload, ctx)
