@@ -433,10 +433,10 @@ class EthApi:
 
     # -- blocks ----------------------------------------------------------------------------------
     def _block_json(self, header: BlockHeaderAPI | None, full: Any) -> dict[str, Any] | None:
-        if header is None:
-            return None
         if not isinstance(full, bool):
             raise invalid_params("invalid argument 1: expected a boolean")
+        if header is None:
+            return None
         block = self.chain.block_by_header(header)
         return codec.block_json(block, full, len(rlp.encode(block)))
 
