@@ -75,7 +75,15 @@ def cmd_node(args: argparse.Namespace) -> int:
     )
     node = Node.with_dev_accounts(chain, config) if args.dev else Node(chain, config)
     log.info("datadir %s, head #%d, mining %s", datadir, chain.head.block_number, mining)
-    asyncio.run(serve(node, args.http_addr, args.http_port, cors=args.http_corsdomain, dev=args.dev))
+    run = serve(node, args.http_addr, args.http_port, cors=args.http_corsdomain, dev=args.dev)
+    if args.profile:
+        import cProfile
+
+        with cProfile.Profile() as profiler:
+            asyncio.run(run)
+        profiler.dump_stats(args.profile)
+    else:
+        asyncio.run(run)
     return 0
 
 
@@ -148,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-mining", action="store_true", help="build blocks only on evm_mine")
     p.add_argument("--gas-limit", type=int, default=None, help="block gas limit (default: parent's)")
     p.add_argument("--coinbase", default="0x" + "00" * 20, help="fee recipient of built blocks")
+    p.add_argument("--profile", help="write a cProfile of the node's run to this file on exit")
     p.add_argument("--allow-unprotected-txs", action="store_true", help="accept legacy txs without chain id")
     p.set_defaults(func=cmd_node)
 

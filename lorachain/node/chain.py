@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
+from contextlib import contextmanager
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +83,7 @@ class Blockchain:
         self._head: BlockHeaderAPI = self.chaindb.get_canonical_head()
         self._blocks = _LRU(256)
         self._receipts = _LRU(256)
+        self._scratch = _LRU(8)
 
     # -- lifecycle -------------------------------------------------------------------------------
     @classmethod
@@ -175,6 +177,24 @@ class Blockchain:
         context_header = header.copy(**context_overrides) if context_overrides else header
         vm_class = self.chain_class.get_vm_class(header)
         return vm_class.build_state(self.chaindb.db, context_header, self.chain_context, self._previous_hashes(header))
+
+    @contextmanager
+    def scratch_state(self, header: BlockHeaderAPI, **context_overrides: Any) -> Iterator[StateAPI]:
+        """A state at ``header`` for calls: changes made inside the ``with`` are reverted after it.
+
+        The state object is kept (per block and context) so its account and trie caches stay warm
+        across calls; every use runs inside a journal snapshot that is always reverted.
+        """
+        key = (header.hash, tuple(sorted(context_overrides.items())))
+        state = self._scratch.get(key)
+        if state is None:
+            state = self.state_at(header, **context_overrides)
+            self._scratch.put(key, state)
+        snapshot = state.snapshot()
+        try:
+            yield state
+        finally:
+            state.revert(snapshot)
 
     def _previous_hashes(self, header: BlockHeaderAPI) -> Iterable[bytes]:
         """Ancestor hashes of ``header``, parent first, computed lazily (for BLOCKHASH)."""

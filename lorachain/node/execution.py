@@ -118,7 +118,10 @@ def execute(state: StateAPI, tx: Any) -> ComputationAPI:
     executor = state.get_transaction_executor()
     message = executor.build_evm_message(tx)
     computation = executor.build_computation(message, tx)
-    return executor.finalize_computation(tx, computation)
+    finalized = executor.finalize_computation(tx, computation)
+    if hasattr(state, "_transient_storage"):
+        state.clear_transient_storage()  # EIP-1153: transient storage lives for one transaction
+    return finalized
 
 
 def gas_used(tx: Any, computation: ComputationAPI) -> int:
@@ -126,3 +129,15 @@ def gas_used(tx: Any, computation: ComputationAPI) -> int:
     used = tx.intrinsic_gas + computation.get_gas_used()
     refund = min(computation.get_gas_refund(), used // 5)
     return used - refund
+
+
+def touched_state(state: StateAPI) -> dict[bytes, set[int]]:
+    """Addresses and storage slots warmed (EIP-2929) so far in ``state``'s current transaction."""
+    journal = state._account_db._journal_accessed_state  # type: ignore[attr-defined]
+    touched: dict[bytes, set[int]] = {}
+    for key in journal._journal._current_values:
+        if len(key) == 20:
+            touched.setdefault(bytes(key), set())
+        elif len(key) > 20:
+            touched.setdefault(bytes(key[:20]), set()).add(int.from_bytes(key[20:], "big"))
+    return touched

@@ -39,31 +39,41 @@ class LmdbStore(BaseDB):
             readahead=False,
         )
         self._db = self.env.open_db(b"evm")
+        self._read_txn: lmdb.Transaction | None = None
+
+    # -- reads: one long-lived read transaction, renewed after every write ---------------------
+    def _reader(self) -> lmdb.Transaction:
+        if self._read_txn is None:
+            self._read_txn = self.env.begin(db=self._db, buffers=False)
+        return self._read_txn
+
+    def _end_read(self) -> None:
+        if self._read_txn is not None:
+            self._read_txn.abort()
+            self._read_txn = None
 
     # -- DatabaseAPI -----------------------------------------------------------------------------
     def __getitem__(self, key: bytes) -> bytes:
-        with self.env.begin(db=self._db, buffers=False) as txn:
-            value = txn.get(key)
+        value = self._reader().get(key)
         if value is None:
             raise KeyError(key)
         return value
 
     def __setitem__(self, key: bytes, value: bytes) -> None:
-        with self.env.begin(db=self._db, write=True) as txn:
-            txn.put(key, value)
+        self.write_batch({key: value})
 
     def __delitem__(self, key: bytes) -> None:
-        with self.env.begin(db=self._db, write=True) as txn:
-            if not txn.delete(key):
-                raise KeyError(key)
+        if not self._exists(key):
+            raise KeyError(key)
+        self.write_batch({key: _DELETED})
 
     def _exists(self, key: bytes) -> bool:
-        with self.env.begin(db=self._db, buffers=False) as txn:
-            return txn.get(key) is not None
+        return self._reader().get(key) is not None
 
     # -- batches ---------------------------------------------------------------------------------
     def write_batch(self, items: dict[bytes, object]) -> None:
         """Apply a dict of key -> bytes (or deletion) in one atomic, durable transaction."""
+        self._end_read()
         with self.env.begin(db=self._db, write=True) as txn:
             for key, value in items.items():
                 if value is _DELETED:
@@ -73,7 +83,7 @@ class LmdbStore(BaseDB):
 
     def iterate_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Yield (key, value) pairs whose key starts with ``prefix``, in key order."""
-        with self.env.begin(db=self._db, buffers=False) as txn:
+        with self.env.begin(db=self._db, buffers=False) as txn:  # its own snapshot: safe across writes
             cursor = txn.cursor()
             if not cursor.set_range(prefix):
                 return
@@ -83,6 +93,7 @@ class LmdbStore(BaseDB):
                 yield key, value
 
     def close(self) -> None:
+        self._end_read()
         self.env.close()
 
 

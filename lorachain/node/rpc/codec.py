@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from eth._utils.address import generate_contract_address
@@ -26,6 +27,11 @@ def data(value: bytes) -> str:
 def address(value: bytes | None) -> str | None:
     if value is None or value == b"":
         return None
+    return _checksum(bytes(value))
+
+
+@lru_cache(maxsize=65536)
+def _checksum(value: bytes) -> str:
     return to_checksum_address(value)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import rlp
@@ -211,22 +213,24 @@ class EthApi:
         }
 
     # -- calls -----------------------------------------------------------------------------------
-    def _prepare_call(self, tx_obj: Any, block: Any, overrides: Any, block_over: Any) -> tuple[Any, Any, Any]:
+    @contextmanager
+    def _call_state(self, tx_obj: Any, block: Any, overrides: Any, block_over: Any) -> Iterator[tuple[Any, ...]]:
+        """(params, state, vm class) for a call; state changes are reverted when the block exits."""
         params = parse_call(tx_obj)
         header = resolve_block(self.node, block)
         context = block_overrides(header, block_over)
         if not params.fee_given and hasattr(header, "base_fee_per_gas"):
-            context.setdefault("base_fee_per_gas", 0)
-        state = self.chain.state_at(header, **context)
-        apply_state_overrides(state, overrides)
+            context.setdefault("base_fee_per_gas", 0)  # geth's NoBaseFee for calls without a price
         vm_class = self.chain.chain_class.get_vm_class(header)
-        return params, state, vm_class
+        with self.chain.scratch_state(header, **context) as state:
+            apply_state_overrides(state, overrides)
+            yield params, state, vm_class
 
     def eth_call(self, tx_obj: Any, block: Any = "latest", overrides: Any = None, block_over: Any = None) -> str:
-        params, state, vm_class = self._prepare_call(tx_obj, block, overrides, block_over)
-        if params.gas is None:
-            params.gas = execution.RPC_GAS_CAP
-        computation = self._run(state, vm_class, params)
+        with self._call_state(tx_obj, block, overrides, block_over) as (params, state, vm_class):
+            if params.gas is None:
+                params.gas = execution.RPC_GAS_CAP
+            computation = self._run(state, vm_class, params)
         if computation.is_error:
             raise execution_rpc_error(execution.computation_error(computation))
         return codec.data(computation.output)
@@ -249,20 +253,21 @@ class EthApi:
             cap = min(cap, requested)
 
         def attempt(gas: int) -> tuple[Any, Any]:
-            params, state, vm_class = self._prepare_call(tx_obj, block, overrides, None)
-            params.gas = gas
-            tx = execution.build_call_transaction(vm_class, state, params)
-            if tx.intrinsic_gas > gas:
-                return tx, None
-            try:
-                return tx, execution.execute(state, tx)
-            except Exception as exc:
-                raise server_error(_call_failure(exc)) from None
+            with self._call_state(tx_obj, block, overrides, None) as (params, state, vm_class):
+                params.gas = gas
+                tx = execution.build_call_transaction(vm_class, state, params)
+                if tx.intrinsic_gas > gas:
+                    return tx, None
+                try:
+                    return tx, execution.execute(state, tx)
+                except Exception as exc:
+                    raise server_error(_call_failure(exc)) from None
 
         tx, first = attempt(cap)
         if first is not None and not first.is_error and not tx.data and tx.to:
-            params, state, _ = self._prepare_call(tx_obj, block, overrides, None)
-            if not state.get_code(params.to):  # plain transfer: exactly the intrinsic gas, as geth
+            with self._call_state(tx_obj, block, overrides, None) as (params, state, _):
+                plain_transfer = not state.get_code(params.to)
+            if plain_transfer:  # exactly the intrinsic gas, as geth
                 return codec.quantity(tx.intrinsic_gas)
         if first is None:
             raise server_error(f"intrinsic gas too low: gas {cap}, minimum needed {tx.intrinsic_gas}")
@@ -290,33 +295,26 @@ class EthApi:
         return codec.quantity(hi)
 
     def eth_createAccessList(self, tx_obj: Any, block: Any = "latest") -> dict[str, Any]:
-        params, state, vm_class = self._prepare_call(tx_obj, block, None, None)
-        if params.gas is None:
-            params.gas = execution.RPC_GAS_CAP
-        computation = self._run(state, vm_class, params)
-        account_db = state._account_db
+        """Run the call, collect the addresses and slots it touched, and price the call with them."""
+        with self._call_state(tx_obj, block, None, None) as (params, state, vm_class):
+            if params.gas is None:
+                params.gas = execution.RPC_GAS_CAP
+            computation = self._run(state, vm_class, params)
+            touched = execution.touched_state(state)
         excluded = {params.sender, params.to, *vm_class._state_class.computation_class._precompiles}
-        accessed: dict[bytes, set[int]] = {}
-        for key in _accessed_keys(account_db):
-            if len(key) == 20:
-                accessed.setdefault(key, set())
-            elif len(key) == 52:
-                accessed.setdefault(key[:20], set()).add(int.from_bytes(key[20:], "big"))
-        access_list = [
-            {"address": codec.address(addr), "storageKeys": [codec.data(s.to_bytes(32, "big")) for s in sorted(slots)]}
-            for addr, slots in accessed.items()
-            if addr not in excluded or slots
-        ]
-        params2, state2, _ = self._prepare_call(tx_obj, block, None, None)
-        params2.gas = params.gas
-        params2.access_list = [
-            (codec.parse_address(e["address"]), [int(k, 16) for k in e["storageKeys"]]) for e in access_list
-        ]
-        tx2 = execution.build_call_transaction(vm_class, state2, params2)
-        computation2 = execution.execute(state2, tx2)
+        access_list = [(addr, sorted(slots)) for addr, slots in touched.items() if addr not in excluded or slots]
+        with self._call_state(tx_obj, block, None, None) as (params2, state2, _):
+            params2.gas = params.gas
+            params2.access_list = access_list
+            tx2 = execution.build_call_transaction(vm_class, state2, params2)
+            computation2 = execution.execute(state2, tx2)
+            gas = execution.gas_used(tx2, computation2)
         result: dict[str, Any] = {
-            "accessList": access_list,
-            "gasUsed": codec.quantity(execution.gas_used(tx2, computation2)),
+            "accessList": [
+                {"address": codec.address(a), "storageKeys": [codec.data(k.to_bytes(32, "big")) for k in slots]}
+                for a, slots in access_list
+            ],
+            "gasUsed": codec.quantity(gas),
         }
         if computation.is_error:
             result["error"] = str(execution.computation_error(computation))
@@ -480,26 +478,6 @@ class EthApi:
 
     def eth_getUncleByBlockHashAndIndex(self, block_hash: Any, index: Any) -> None:
         return None
-
-
-def _accessed_keys(account_db: Any) -> list[bytes]:
-    """Addresses (20 bytes) and address+slot keys (52 bytes) warmed during a call."""
-    journal = account_db._journal_accessed_state
-    keys: list[bytes] = []
-    for source in (getattr(journal, "_journal", None), getattr(journal, "_wrapped_db", None)):
-        if source is None:
-            continue
-        for entry in _iter_journal(source):
-            keys.append(entry)
-    return keys
-
-
-def _iter_journal(source: Any) -> list[bytes]:
-    if hasattr(source, "_current_values"):
-        return [k for k in source._current_values if isinstance(k, bytes)]
-    if hasattr(source, "kv_store"):
-        return [k for k in source.kv_store if isinstance(k, bytes)]
-    return []
 
 
 def _call_failure(exc: Exception) -> str:

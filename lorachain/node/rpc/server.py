@@ -51,11 +51,19 @@ class RpcDispatcher:
     def __init__(self) -> None:
         self.methods: dict[str, Handler] = {}
         self.context_methods: set[str] = set()
+        self._arity: dict[str, tuple[int, int]] = {}
 
     def register(self, name: str, handler: Handler, wants_context: bool = False) -> None:
         self.methods[name] = handler
         if wants_context:
             self.context_methods.add(name)
+        positional = [
+            p
+            for p in inspect.signature(handler).parameters.values()
+            if p.name != "ctx" and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        required = sum(1 for p in positional if p.default is inspect.Parameter.empty)
+        self._arity[name] = (len(positional), required)
 
     def register_object(self, api: Any) -> None:
         """Register every method of ``api`` named like ``eth_blockNumber`` (prefix_camelCase)."""
@@ -113,16 +121,10 @@ class RpcDispatcher:
         return {"jsonrpc": "2.0", "id": call_id, "result": result}
 
     def _invoke(self, handler: Handler, method: str, params: list[Any], ctx: CallContext) -> Any:
-        signature = inspect.signature(handler)
-        positional = [
-            p
-            for p in signature.parameters.values()
-            if p.name != "ctx" and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]
-        required = [p for p in positional if p.default is inspect.Parameter.empty]
-        if len(params) > len(positional):
-            raise RpcError(-32602, f"too many arguments, want at most {len(positional)}")
-        if len(params) < len(required):
+        most, required = self._arity[method]
+        if len(params) > most:
+            raise RpcError(-32602, f"too many arguments, want at most {most}")
+        if len(params) < required:
             raise RpcError(-32602, f"missing value for required argument {len(params)}")
         kwargs = {"ctx": ctx} if method in self.context_methods else {}
         return handler(*params, **kwargs)
