@@ -98,7 +98,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
 
 
 @pytest.fixture(scope="module")
-def w3(node: NodeProcess):  # noqa: ANN201 - web3 types are heavy
+def w3(node: NodeProcess):
     from web3 import Web3
 
     return Web3(Web3.HTTPProvider(node.url, request_kwargs={"timeout": 60}))

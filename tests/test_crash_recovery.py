@@ -30,7 +30,12 @@ def _send_loop(url: str, key: bytes, stop: threading.Event, acked: list[tuple[st
             body = {"jsonrpc": "2.0", "id": 1, "method": "eth_sendRawTransaction",
                     "params": ["0x" + signed.raw_transaction.hex()]}  # fmt: skip
             session.post(url, json=body, timeout=5).json()
-            body = {"jsonrpc": "2.0", "id": 2, "method": "eth_getTransactionReceipt", "params": ["0x" + signed.hash.hex()]}
+            body = {
+                "jsonrpc": "2.0",
+                "id": 2,
+                "method": "eth_getTransactionReceipt",
+                "params": ["0x" + signed.hash.hex()],
+            }
             receipt = session.post(url, json=body, timeout=5).json().get("result")
         except (requests.RequestException, ValueError):
             return  # the node died

@@ -8,6 +8,7 @@ rollups and devnets launch; a later timestamp transition is rejected with a clea
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,7 +134,10 @@ class Genesis:
 
     def chain_class(self) -> type[Chain]:
         """A py-evm ``Chain`` subclass configured with this genesis' forks and chain id."""
-        return Chain.configure(__name__="LoraChain", vm_configuration=self.vm_configuration, chain_id=self.chain_id)
+        from lorachain.node.vm import fast_vm
+
+        vms = tuple((block, fast_vm(vm)) for block, vm in self.vm_configuration)
+        return Chain.configure(__name__="LoraChain", vm_configuration=vms, chain_id=self.chain_id)
 
     def header_params(self) -> dict[str, Any]:
         params: dict[str, Any] = {
@@ -174,9 +178,9 @@ def _vm_configuration(config: dict[str, Any], timestamp: int) -> tuple[tuple[int
     for key, vm in _BLOCK_FORKS:
         if key in config and config[key] is not None:
             schedule.append((_quantity(config[key], f"config.{key}"), vm))
-    if config.get("terminalTotalDifficulty") is not None and "mergeNetsplitBlock" not in config:
-        if _quantity(config["terminalTotalDifficulty"], "config.terminalTotalDifficulty") == 0:
-            schedule.append((0, ParisVM))
+    ttd = config.get("terminalTotalDifficulty")
+    if ttd is not None and "mergeNetsplitBlock" not in config and _quantity(ttd, "config.terminalTotalDifficulty") == 0:
+        schedule.append((0, ParisVM))
     for key, vm in _TIME_FORKS:
         if key in config and config[key] is not None:
             activation = _quantity(config[key], f"config.{key}")
@@ -191,7 +195,7 @@ def _vm_configuration(config: dict[str, Any], timestamp: int) -> tuple[tuple[int
     for block, vm in schedule:
         by_block[block] = vm
     ordered = sorted(by_block.items())
-    for (_, earlier), (_, later) in zip(ordered, ordered[1:], strict=False):
+    for (_, earlier), (_, later) in itertools.pairwise(ordered):
         if not issubclass(later, earlier):
             raise GenesisError(f"fork schedule out of order: {later.fork} activates before {earlier.fork}")
     return tuple(ordered)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from contextlib import contextmanager
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,10 +58,18 @@ class TxLocation:
     index: int
 
 
-class _LRU(OrderedDict):
+class LRU(OrderedDict):
+    """A small least-recently-used map."""
+
     def __init__(self, size: int) -> None:
         super().__init__()
         self.size = size
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        return default
 
     def put(self, key: Any, value: Any) -> None:
         self[key] = value
@@ -81,9 +89,9 @@ class Blockchain:
         self.chaindb: ChainDB = self._reader.chaindb  # type: ignore[assignment]
         self.chain_context = ChainContext(genesis.chain_id)
         self._head: BlockHeaderAPI = self.chaindb.get_canonical_head()
-        self._blocks = _LRU(256)
-        self._receipts = _LRU(256)
-        self._scratch = _LRU(8)
+        self._blocks = LRU(256)
+        self._receipts = LRU(256)
+        self._scratch = LRU(8)
 
     # -- lifecycle -------------------------------------------------------------------------------
     @classmethod
@@ -244,21 +252,25 @@ class Blockchain:
         receipts: list[ReceiptAPI] = []
         computations: list[ComputationAPI] = []
         built = BuiltBlock(block=None, receipts=(), computations=())  # type: ignore[arg-type]
-        current = header
+        gas_used = 0
+        bloom = 0
         for tx in transactions:
-            if current.gas_used + tx.gas > current.gas_limit:
+            if gas_used + tx.gas > header.gas_limit:
                 built.deferred.append(tx)
                 continue
             try:
-                receipt, computation = vm.apply_transaction(current, tx)
+                # A light view of the header with this block's gas so far: py-evm reads only
+                # gas_used/gas_limit/fees from it, and copying a real header per tx is costly.
+                receipt, computation = vm.apply_transaction(_HeaderView(header, gas_used), tx)
             except ValidationError as exc:
                 built.rejected.append((tx, str(exc)))
                 continue
-            current = vm.add_receipt_to_header(current, receipt)
-            current = vm.increment_blob_gas_used(current, tx)
+            gas_used = receipt.gas_used
+            bloom |= receipt.bloom
             included.append(tx)
             receipts.append(receipt)
             computations.append(computation)
+        current = header.copy(gas_used=gas_used, bloom=bloom)
 
         block = vm.set_block_transactions_and_withdrawals(vm.get_block(), current, included, receipts, withdrawals=())
         block = vm.block_postprocessing(block)
@@ -308,3 +320,16 @@ class _AncestorHashes:
                 return
             yield current.parent_hash
             current = self._chain.header_by_hash(current.parent_hash)
+
+
+class _HeaderView:
+    """``header`` with another ``gas_used`` (read-only duck type for VM.apply_transaction)."""
+
+    __slots__ = ("_header", "gas_used")
+
+    def __init__(self, header: BlockHeaderAPI, gas_used: int) -> None:
+        self._header = header
+        self.gas_used = gas_used
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._header, name)

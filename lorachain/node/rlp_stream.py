@@ -27,7 +27,7 @@ def iter_rlp_blocks(stream: BinaryIO) -> Iterator[bytes]:
             return
         if prefix[0] > 0xF7:
             prefix += stream.read(prefix[0] - 0xF7)
-        header_len, payload_len = _item_length(prefix)
+        _, payload_len = _item_length(prefix)
         payload = stream.read(payload_len)
         if len(payload) != payload_len:
             raise ValueError("truncated RLP block at end of stream")

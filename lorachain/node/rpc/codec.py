@@ -221,38 +221,35 @@ def log_json(
     }
 
 
-def receipts_json(block: BlockAPI, receipts: tuple[ReceiptAPI, ...]) -> list[dict[str, Any]]:
-    """All receipts of a block, with the derived fields (gasUsed, logIndex, contractAddress…)."""
+def receipt_json(block: BlockAPI, receipts: tuple[ReceiptAPI, ...], index: int) -> dict[str, Any]:
+    """One receipt with its derived fields (gasUsed, logIndex, contractAddress, effectiveGasPrice)."""
     header = block.header
-    base_fee = getattr(header, "base_fee_per_gas", None)
-    out = []
-    previous_cumulative = 0
-    log_index = 0
-    for index, (tx, receipt) in enumerate(zip(block.transactions, receipts, strict=True)):
-        logs = []
-        for entry in receipt.logs:
-            logs.append(log_json(entry, header, tx.hash, index, log_index))
-            log_index += 1
-        contract = None
-        if tx.to == b"":
-            contract = address(generate_contract_address(tx.sender, tx.nonce))
-        out.append(
-            {
-                "transactionHash": data(tx.hash),
-                "transactionIndex": quantity(index),
-                "blockHash": data(header.hash),
-                "blockNumber": quantity(header.block_number),
-                "from": address(tx.sender),
-                "to": address(tx.to),
-                "cumulativeGasUsed": quantity(receipt.gas_used),
-                "gasUsed": quantity(receipt.gas_used - previous_cumulative),
-                "contractAddress": contract,
-                "logs": logs,
-                "logsBloom": data(receipt.bloom.to_bytes(256, "big")),
-                "type": quantity(tx_type(tx)),
-                "status": quantity(1 if receipt.state_root == b"\x01" else 0),
-                "effectiveGasPrice": quantity(effective_gas_price(tx, base_fee)),
-            }
-        )
-        previous_cumulative = receipt.gas_used
-    return out
+    tx = block.transactions[index]
+    receipt = receipts[index]
+    previous_cumulative = receipts[index - 1].gas_used if index else 0
+    first_log_index = sum(len(r.logs) for r in receipts[:index])
+    contract = address(generate_contract_address(tx.sender, tx.nonce)) if tx.to == b"" else None
+    return {
+        "transactionHash": data(tx.hash),
+        "transactionIndex": quantity(index),
+        "blockHash": data(header.hash),
+        "blockNumber": quantity(header.block_number),
+        "from": address(tx.sender),
+        "to": address(tx.to),
+        "cumulativeGasUsed": quantity(receipt.gas_used),
+        "gasUsed": quantity(receipt.gas_used - previous_cumulative),
+        "contractAddress": contract,
+        "logs": [
+            log_json(entry, header, tx.hash, index, first_log_index + offset)
+            for offset, entry in enumerate(receipt.logs)
+        ],
+        "logsBloom": data(receipt.bloom.to_bytes(256, "big")),
+        "type": quantity(tx_type(tx)),
+        "status": quantity(1 if receipt.state_root == b"\x01" else 0),
+        "effectiveGasPrice": quantity(effective_gas_price(tx, getattr(header, "base_fee_per_gas", None))),
+    }
+
+
+def receipts_json(block: BlockAPI, receipts: tuple[ReceiptAPI, ...]) -> list[dict[str, Any]]:
+    """All receipts of a block (eth_getBlockReceipts)."""
+    return [receipt_json(block, receipts, index) for index in range(len(block.transactions))]

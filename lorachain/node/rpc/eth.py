@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import rlp
 from eth.abc import BlockHeaderAPI
-from eth.exceptions import HeaderNotFound
 from eth.constants import BLANK_ROOT_HASH
+from eth.exceptions import HeaderNotFound
 from eth.rlp.accounts import Account
 from eth_utils import keccak
 from trie import HexaryTrie
 
 from lorachain.node import execution
-from lorachain.node.chain import ChainError
+from lorachain.node.chain import LRU, ChainError
 from lorachain.node.execution import ExecutionError
 from lorachain.node.node import Node
 from lorachain.node.rpc import codec
@@ -40,6 +41,7 @@ class EthApi:
 
     def __init__(self, node: Node) -> None:
         self.node = node
+        self._call_cache = LRU(4096)
 
     @property
     def chain(self) -> Any:
@@ -227,6 +229,30 @@ class EthApi:
             yield params, state, vm_class
 
     def eth_call(self, tx_obj: Any, block: Any = "latest", overrides: Any = None, block_over: Any = None) -> str:
+        """Execute a call; results are memoised per block, since a call's outcome is a pure function of
+        (block, call object, overrides) — dApps poll the same views every block."""
+        header = resolve_block(self.node, block)
+        try:
+            key = (header.hash, json.dumps([tx_obj, overrides, block_over], sort_keys=True))
+        except (TypeError, ValueError):
+            key = None
+        cached = self._call_cache.get(key) if key is not None else None
+        if cached is None:
+            try:
+                cached = (
+                    True,
+                    self._execute_call(tx_obj, {"blockHash": codec.data(header.hash)}, overrides, block_over),
+                )
+            except RpcError as err:
+                cached = (False, err)
+            if key is not None:
+                self._call_cache.put(key, cached)
+        ok, value = cached
+        if not ok:
+            raise value
+        return value
+
+    def _execute_call(self, tx_obj: Any, block: Any, overrides: Any, block_over: Any) -> str:
         with self._call_state(tx_obj, block, overrides, block_over) as (params, state, vm_class):
             if params.gas is None:
                 params.gas = execution.RPC_GAS_CAP
@@ -427,7 +453,7 @@ class EthApi:
         if location is None:
             return None
         block = self.chain.block_by_header(self.chain.header_by_hash(location.block_hash))
-        return codec.receipts_json(block, self.chain.receipts(block))[location.index]
+        return codec.receipt_json(block, self.chain.receipts(block), location.index)
 
     # -- blocks ----------------------------------------------------------------------------------
     def _block_json(self, header: BlockHeaderAPI | None, full: Any) -> dict[str, Any] | None:

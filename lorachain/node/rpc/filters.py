@@ -212,6 +212,7 @@ class FilterApi:
         sub_id = self._new_id()
         send = ctx.send
         loop = asyncio.get_running_loop()
+        pending_sends: set[asyncio.Task[None]] = set()
 
         def push(result: Any) -> None:
             message = {
@@ -219,7 +220,9 @@ class FilterApi:
                 "method": "eth_subscription",
                 "params": {"subscription": sub_id, "result": result},
             }
-            loop.create_task(send(message))
+            task = loop.create_task(send(message))
+            pending_sends.add(task)
+            task.add_done_callback(pending_sends.discard)
 
         if kind == "newHeads":
 

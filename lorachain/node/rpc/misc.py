@@ -61,7 +61,7 @@ class TxPoolApi:
             return {
                 codec.address(sender): {
                     str(tx.nonce): f"{codec.address(tx.to) or 'contract creation'}: {tx.value} wei + "
-                    f"{tx.gas} gas × {tx.max_fee_per_gas} wei"
+                    f"{tx.gas} gas x {tx.max_fee_per_gas} wei"
                     for tx in txs
                 }
                 for sender, txs in by_sender.items()
