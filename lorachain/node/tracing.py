@@ -46,6 +46,8 @@ from eth.exceptions import (
     VMError,
     WriteProtection,
 )
+from eth.vm.logic.invalid import InvalidOpcode
+from eth_utils import ValidationError
 
 from lorachain.node.execution import revert_reason
 from lorachain.node.store import PendingWrites
@@ -63,6 +65,10 @@ class TracerError(ValueError):
 
 class TraceAborted(TracerError):
     """Raised out of the EVM when a trace times out and the execution need not be completed."""
+
+
+class ReplayError(TracerError):
+    """A stored block did not re-execute as recorded, so its transactions cannot be traced faithfully."""
 
 
 # -- opcodes -------------------------------------------------------------------------------------
@@ -379,8 +385,6 @@ class _TracedOpcodes(dict):  # type: ignore[type-arg]
         self.tracer = tracer
 
     def __missing__(self, op: int) -> _TracedOpcode:
-        from eth.vm.logic.invalid import InvalidOpcode
-
         return _TracedOpcode(self.tracer, op, InvalidOpcode(op))
 
 
@@ -428,7 +432,9 @@ class BlockReplay:
 
     The VM starts from the parent's post-state with the block's own header context, replays the
     block's system calls (``block_preprocessing``) as the builder did, then applies transactions one
-    by one, traced or not. Nothing is ever written to the store.
+    by one, traced or not. Nothing is ever written to the store. Each receipt is checked against the
+    stored one, so a block that cannot be re-executed as recorded fails with :class:`ReplayError`
+    instead of yielding a wrong trace.
     """
 
     def __init__(self, chain: Blockchain, block: BlockAPI) -> None:
@@ -440,7 +446,9 @@ class BlockReplay:
         scratch = chain.chain_class(PendingWrites(chain.store).atomic_view())
         self.vm = scratch.get_vm(self.header)
         self.vm.block_preprocessing(block)
+        self.number = block.number
         self.transactions = block.transactions
+        self.expected = chain.receipts(block)
         self.applied = 0
 
     def apply_next(self, tracer: Tracer | None = None, *, last: bool = False) -> ReceiptAPI:
@@ -449,16 +457,26 @@ class BlockReplay:
         With ``last`` (nothing will be applied after it) a timed-out trace abandons the transaction
         by raising :class:`TraceAborted`; otherwise the transaction is completed untraced.
         """
-        tx = self.transactions[self.applied]
+        index = self.applied
+        tx = self.transactions[index]
         state = self.vm.state
-        if tracer is None:
-            receipt, _ = self.vm.apply_transaction(self.header, tx)
-        else:
-            tracer.finish_on_timeout = not last
-            tracer.start(state, tx)
-            with hooked(state, tracer):
-                receipt, computation = self.vm.apply_transaction(self.header, tx)
-            tracer.finish(computation, receipt.gas_used - self.header.gas_used)
+        try:
+            if tracer is None:
+                receipt, _ = self.vm.apply_transaction(self.header, tx)
+            else:
+                tracer.finish_on_timeout = not last
+                tracer.start(state, tx)
+                with hooked(state, tracer):
+                    receipt, computation = self.vm.apply_transaction(self.header, tx)
+                tracer.finish(computation, receipt.gas_used - self.header.gas_used)
+        except ValidationError as exc:
+            raise ReplayError(f"cannot re-execute transaction {index} of block #{self.number}: {exc}") from exc
+        recorded = self.expected[index]
+        if (receipt.gas_used, receipt.state_root) != (recorded.gas_used, recorded.state_root):
+            raise ReplayError(
+                f"re-executing block #{self.number} diverged at transaction {index} "
+                f"(cumulative gas {receipt.gas_used}, recorded {recorded.gas_used})"
+            )
         self.header = self.vm.add_receipt_to_header(self.header, receipt)
         self.header = self.vm.increment_blob_gas_used(self.header, tx)
         self.applied += 1

@@ -16,6 +16,7 @@ const MNEMONIC = "test test test test test test test test test test test junk";
 const CHAIN_ID = 901n;
 const DEADLINE_MS = 60_000; // the whole flow; the pytest side has its own, longer, timeout
 const EVENT_WAIT_MS = 15_000;
+const PROVIDER_OPTIONS = { cacheTimeout: -1 };
 
 function account(index, provider) {
     return HDNodeWallet.fromPhrase(MNEMONIC, undefined, `m/44'/60'/0'/0/${index}`).connect(provider);
@@ -51,7 +52,9 @@ async function main() {
     const summary = { ethersVersion: ethers.version };
 
     // --- provider basics -------------------------------------------------------------------
-    const provider = new JsonRpcProvider(rpcUrl);
+    // cacheTimeout -1: on an automining chain, ethers' default 250 ms sharing of identical
+    // requests would hand back a stale "pending" nonce or "latest" balance right after a tx.
+    const provider = new JsonRpcProvider(rpcUrl, undefined, PROVIDER_OPTIONS);
     provider.pollingInterval = 250;
     const network = await provider.getNetwork();
     assert.equal(network.chainId, CHAIN_ID, "chainId");
@@ -75,8 +78,6 @@ async function main() {
     const feeData = await provider.getFeeData();
     assert.ok(feeData.maxFeePerGas !== null && feeData.maxPriorityFeePerGas !== null, "EIP-1559 fee data");
     const value = parseEther("1.25");
-    const senderBefore = await provider.getBalance(wallet.address);
-    const recipientBefore = await provider.getBalance(recipient.address);
     assert.equal(await provider.estimateGas({ from: wallet.address, to: recipient.address, value }), 21000n);
     const transferTx = await wallet.sendTransaction({ to: recipient.address, value, type: 2 });
     assert.equal(transferTx.type, 2, "transaction type");
@@ -87,8 +88,11 @@ async function main() {
     assert.equal(transfer.gasUsed, 21000n, "transfer gasUsed");
     assert.equal(transfer.type, 2, "receipt type");
     const fee = transfer.gasUsed * transfer.gasPrice; // gasPrice is the receipt's effectiveGasPrice
-    const recipientDelta = (await provider.getBalance(recipient.address)) - recipientBefore;
-    const senderDelta = senderBefore - (await provider.getBalance(wallet.address));
+    // Balances at explicit heights: ethers caches identical requests (e.g. "latest") for 250 ms.
+    const [at, before] = [transfer.blockNumber, transfer.blockNumber - 1];
+    const recipientDelta =
+        (await provider.getBalance(recipient.address, at)) - (await provider.getBalance(recipient.address, before));
+    const senderDelta = (await provider.getBalance(wallet.address, before)) - (await provider.getBalance(wallet.address, at));
     assert.equal(recipientDelta, value, "recipient balance delta");
     assert.equal(senderDelta, value + fee, "sender balance delta (value + gasUsed * effectiveGasPrice)");
     const minedTx = await provider.getTransaction(transferTx.hash);
@@ -177,10 +181,18 @@ async function main() {
     assert.equal(emptyCall.reason, "empty message", `staticCall reason: ${emptyCall.message}`);
     const emptyEstimate = await rejection('post.estimateGas("")', board.post.estimateGas(""));
     assert.equal(emptyEstimate.reason, "empty message", `estimateGas reason: ${emptyEstimate.message}`);
-    const tooLong = await rejection("post(281 bytes)", board.post("x".repeat(281)));
+    // A custom error: the contract decodes it on a call; on a send, the provider's error carries
+    // the raw revert data for the dApp to decode with the ABI.
+    const long = "x".repeat(281);
+    const tooLong = await rejection("post.staticCall(281 bytes)", board.post.staticCall(long));
     assert.equal(tooLong.code, "CALL_EXCEPTION");
     assert.equal(tooLong.revert?.name, "MessageTooLong", `custom error: ${tooLong.message}`);
     assert.deepEqual([...tooLong.revert.args], [281n, 280n]);
+    const tooLongSend = await rejection("post(281 bytes)", board.post(long));
+    assert.equal(tooLongSend.code, "CALL_EXCEPTION");
+    const decoded = board.interface.parseError(tooLongSend.data);
+    assert.equal(decoded?.name, "MessageTooLong", `revert data of the send: ${tooLongSend.message}`);
+    assert.deepEqual([...decoded.args], [281n, 280n]);
     const noSuch = await rejection("messages(5)", board.messages(5));
     assert.equal(noSuch.reason, "no such message", `view revert: ${noSuch.message}`);
     summary.revert = {
@@ -215,7 +227,7 @@ async function main() {
     summary.queryFilter = { byAuthor: byAuthor.length, byId: byId.length, nobody: nobody.length, tipped: tips.length };
 
     // --- WebSocket: block event and contract event listener ---------------------------------
-    const ws = new WebSocketProvider(wsUrl);
+    const ws = new WebSocketProvider(wsUrl, undefined, PROVIDER_OPTIONS);
     try {
         const wsNetwork = await ws.getNetwork();
         assert.equal(wsNetwork.chainId, CHAIN_ID, "ws chainId");

@@ -25,6 +25,7 @@ from lorachain.node.tracing import (
     DEFAULT_TIMEOUT,
     BlockReplay,
     LoggerOptions,
+    ReplayError,
     Tracer,
     TracerError,
     hooked,
@@ -122,9 +123,9 @@ class DebugApi:
         tracer = options.new_tracer()
         block = self.chain.block_by_header(self.chain.header_by_hash(location.block_hash))
         replay = BlockReplay(self.chain, block)
-        for _ in range(location.index):
-            replay.apply_next()
         try:
+            for _ in range(location.index):
+                replay.apply_next()
             replay.apply_next(tracer, last=True)
         except TracerError as err:
             raise server_error(str(err)) from None
@@ -156,6 +157,8 @@ class DebugApi:
             try:
                 replay.apply_next(tracer, last=index == len(block.transactions) - 1)
                 results.append({"txHash": codec.data(tx.hash), "result": tracer.result()})
+            except ReplayError as err:
+                raise server_error(str(err)) from None
             except TracerError as err:
                 results.append({"txHash": codec.data(tx.hash), "error": str(err)})
         return results
