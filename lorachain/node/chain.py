@@ -202,7 +202,10 @@ class Blockchain:
         try:
             yield state
         finally:
-            state.revert(snapshot)
+            try:
+                state.revert(snapshot)
+            except Exception:  # py-evm refuses some reverts (e.g. CREATE2 + SELFDESTRUCT): start afresh
+                self._scratch.pop(key, None)
 
     def _previous_hashes(self, header: BlockHeaderAPI) -> Iterable[bytes]:
         """Ancestor hashes of ``header``, parent first, computed lazily (for BLOCKHASH)."""

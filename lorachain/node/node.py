@@ -196,17 +196,26 @@ class Node:
             self._wake.set()
 
     def edit_state(self, edit: Callable[[StateAPI], None]) -> BuiltBlock:
-        """Apply a devnet state edit in a block of its own, so it is persisted and replayable."""
-        return self.mine(state_edits=edit)
+        """Apply a devnet state edit (anvil_set*) in an empty block of its own, so it is persisted.
 
-    def mine(self, timestamp: int | None = None, state_edits: Callable[[StateAPI], None] | None = None) -> BuiltBlock:
+        Such a block cannot be re-executed from its contents alone (the edit is not a transaction), so
+        a chain with edits cannot be re-imported elsewhere; that is inherent to devnet cheat codes.
+        """
+        return self.mine(state_edits=edit, include_pool=False)
+
+    def mine(
+        self,
+        timestamp: int | None = None,
+        state_edits: Callable[[StateAPI], None] | None = None,
+        include_pool: bool = True,
+    ) -> BuiltBlock:
         """Build one block from the pool's executable transactions and commit it."""
         started = time.perf_counter()
         head = self.chain.head
         ts = timestamp if timestamp is not None else self.clock.next_timestamp(head.timestamp)
         mix_hash = keccak(head.mix_hash + head.hash)
         built = self.chain.build_block(
-            list(self.pool.ordered_pending()),
+            list(self.pool.ordered_pending()) if include_pool else [],
             timestamp=ts,
             coinbase=self.config.coinbase,
             mix_hash=mix_hash,

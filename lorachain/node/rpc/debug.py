@@ -12,7 +12,8 @@ from typing import Any
 
 import rlp
 from eth.abc import BlockHeaderAPI
-from eth.exceptions import HeaderNotFound
+from eth.exceptions import HeaderNotFound, VMError
+from eth_utils import ValidationError
 
 from lorachain.node import execution
 from lorachain.node.execution import ExecutionError
@@ -20,7 +21,7 @@ from lorachain.node.node import Node
 from lorachain.node.rpc import codec
 from lorachain.node.rpc.blocks import block_number_or_none, resolve_block
 from lorachain.node.rpc.calls import apply_state_overrides, block_overrides, parse_call
-from lorachain.node.rpc.errors import RpcError, invalid_params, server_error
+from lorachain.node.rpc.errors import invalid_params, server_error
 from lorachain.node.tracing import (
     DEFAULT_TIMEOUT,
     BlockReplay,
@@ -183,9 +184,7 @@ class DebugApi:
                 computation = execution.execute(state, tx)
         except (ExecutionError, TracerError) as err:
             raise server_error(str(err)) from None
-        except RpcError:
-            raise
-        except Exception as exc:  # py-evm's checks: value beyond balance and the like
+        except (ValidationError, VMError) as exc:  # py-evm's checks: value beyond balance and the like
             text = str(exc) or type(exc).__name__
             if "funds" in text.lower() or "balance" in text.lower():
                 text = "insufficient funds for gas * price + value"

@@ -6,6 +6,7 @@ from typing import Any
 
 from lorachain.node.node import Node
 from lorachain.node.rpc import codec
+from lorachain.node.rpc.calls import storage_slot
 from lorachain.node.rpc.errors import invalid_params, server_error
 
 
@@ -83,7 +84,7 @@ class DevApi:
 
     def anvil_setStorageAt(self, address: Any, slot: Any, value: Any) -> bool:
         addr = codec.parse_address(address, "argument 0")
-        key = int(codec.parse_data(slot, "slot").hex() or "0", 16)
+        key = storage_slot(slot)
         val = int.from_bytes(codec.parse_hash(value, "value"), "big")
         self.node.edit_state(lambda state: state.set_storage(addr, key, val))
         return True
