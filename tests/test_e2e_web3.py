@@ -231,3 +231,18 @@ def test_pending_nonce_and_txpool(w3: Web3) -> None:
     w3.eth.send_raw_transaction(fill.raw_transaction)
     w3.eth.wait_for_transaction_receipt(gap.hash)
     assert w3.eth.get_transaction_count(sender) == nonce + 2
+
+
+def test_impersonated_account_can_send(w3: Web3, board) -> None:
+    whale = Web3.to_checksum_address("0x" + "7e" * 20)
+    assert w3.provider.make_request("anvil_setBalance", [whale, hex(5 * 10**18)])["result"] is None
+    assert w3.provider.make_request("anvil_impersonateAccount", [whale])["result"] is None
+    tx_hash = board.functions.post("from a key we do not hold").transact({"from": whale})
+    receipt = w3.eth.get_transaction_receipt(tx_hash)
+    assert receipt.status == 1 and receipt["from"] == whale
+    assert w3.eth.get_transaction(tx_hash)["from"] == whale
+    assert board.events.MessagePosted().process_receipt(receipt)[0].args.author == whale
+    assert w3.eth.get_transaction_count(whale) == 1
+    w3.provider.make_request("anvil_stopImpersonatingAccount", [whale])
+    response = w3.provider.make_request("eth_sendTransaction", [{"from": whale, "to": whale, "value": "0x1"}])
+    assert response["error"]["message"] == "unknown account"

@@ -31,6 +31,8 @@ from eth.vm.chain_context import ChainContext
 from eth_utils import ValidationError
 
 from lorachain.genesis.genesis import Genesis, GenesisError, parse_genesis
+from lorachain.node.impersonation import ImpersonatedTransaction
+from lorachain.node.impersonation import record_key as impersonation_key
 from lorachain.node.store import LmdbStore, PendingWrites
 
 GENESIS_KEY = b"lorachain:genesis"
@@ -160,8 +162,22 @@ class Blockchain:
         if block is None:
             vm_class = self.chain_class.get_vm_class(header)
             block = vm_class.get_block_class().from_header(header=header, chaindb=self.chaindb)
+            block = self._with_impersonated_senders(block)
             self._blocks.put(header.hash, block)
         return block
+
+    def _with_impersonated_senders(self, block: BlockAPI) -> BlockAPI:
+        wrapped = []
+        changed = False
+        for tx in block.transactions:
+            try:
+                sender = self.store[impersonation_key(tx.hash)]
+            except KeyError:
+                wrapped.append(tx)
+                continue
+            wrapped.append(ImpersonatedTransaction(tx, sender))
+            changed = True
+        return block.copy(transactions=wrapped) if changed else block
 
     def receipts(self, block: BlockAPI) -> tuple[ReceiptAPI, ...]:
         receipts = self._receipts.get(block.hash)
@@ -279,6 +295,9 @@ class Blockchain:
         block = vm.block_postprocessing(block)
         final = vm.mine_block(block).block
         chain.chaindb.persist_block(final)
+        for tx in included:
+            if isinstance(tx, ImpersonatedTransaction):
+                overlay[impersonation_key(tx.hash)] = tx.sender
         overlay.commit()
         self._head = final.header
         self._blocks.put(final.hash, final)

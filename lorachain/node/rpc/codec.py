@@ -97,7 +97,6 @@ def header_json(header: BlockHeaderAPI) -> dict[str, Any]:
         "receiptsRoot": data(header.receipt_root),
         "miner": address(header.coinbase) or address(b"\x00" * 20),
         "difficulty": quantity(header.difficulty),
-        "totalDifficulty": quantity(0),
         "extraData": data(header.extra_data),
         "gasLimit": quantity(header.gas_limit),
         "gasUsed": quantity(header.gas_used),

@@ -359,6 +359,8 @@ class EthApi:
         fields = self.fill_transaction(tx_obj)
         sender = codec.parse_address(tx_obj.get("from"), "from")
         try:
+            if sender in self.node.impersonated and sender not in self.node.config.unlocked_keys:
+                return codec.data(await self.node.send_impersonated(sender, fields))
             raw = self.node.sign_with_unlocked(sender, fields)
         except TxPoolError as err:
             raise server_error(str(err)) from None
