@@ -1,8 +1,15 @@
 """py-evm VMs with the node's faster block assembly; consensus behaviour is unchanged.
 
-Two hot spots of py-evm's block building are replaced: the transaction/receipt/withdrawal tries are
-built bottom-up in one pass (:mod:`ordered_trie`) instead of by repeated inserts, and Prague's deposit
-request scan reads the receipts the VM just made instead of reading them back from the trie.
+Two hot spots of py-evm's block building are replaced:
+
+- the ordered tries that commit to transactions, receipts and withdrawals are built bottom-up in one
+  pass (:mod:`ordered_trie`, checked node-for-node against py-evm's builder in the tests) instead of by
+  repeated inserts; py-evm calls that builder both to assemble and to validate a block, so the function
+  is swapped where py-evm looks it up (``eth.vm.base`` and ``eth.db.chain``);
+- Prague's deposit-request scan reads the receipts the VM just produced instead of reading them back
+  from the receipt trie;
+- decoded state-trie nodes are cached by hash. A node's hash is the hash of its encoding, so a cached
+  decoding can never go stale; callers get a copy because py-evm's trie edits nodes in place.
 """
 
 from __future__ import annotations
@@ -11,9 +18,54 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
+import eth.db.chain
+import eth.vm.base
 from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI, VirtualMachineAPI, WithdrawalAPI
 
+from trie import HexaryTrie
+
 from lorachain.node.ordered_trie import ordered_trie_root_and_nodes
+
+NODE_CACHE_SIZE = 100_000
+
+
+def make_trie_root_and_nodes(items: Sequence[Any]) -> tuple[bytes, dict[bytes, bytes]]:
+    """Drop-in for ``eth.db.trie.make_trie_root_and_nodes`` (same root, same nodes)."""
+    return ordered_trie_root_and_nodes([item.encode() for item in items])
+
+
+eth.vm.base.make_trie_root_and_nodes = make_trie_root_and_nodes  # type: ignore[attr-defined]
+eth.db.chain.make_trie_root_and_nodes = make_trie_root_and_nodes  # type: ignore[attr-defined]
+
+
+def _copy_node(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_copy_node(item) for item in node]
+    return node
+
+
+class _NodeCache:
+    """hash -> decoded trie node, least recently used out first."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.nodes: dict[bytes, Any] = {}
+
+    def get_node(self, trie: HexaryTrie, node_hash: bytes) -> Any:
+        if len(node_hash) != 32:  # blank or embedded node: nothing to look up
+            return _uncached_get_node(trie, node_hash)
+        node = self.nodes.pop(node_hash, None)
+        if node is None:
+            node = _uncached_get_node(trie, node_hash)
+            if len(self.nodes) >= self.size:
+                del self.nodes[next(iter(self.nodes))]
+        self.nodes[node_hash] = node  # re-insert: most recently used last
+        return _copy_node(node)
+
+
+_uncached_get_node = HexaryTrie.get_node
+NODE_CACHE = _NodeCache(NODE_CACHE_SIZE)
+HexaryTrie.get_node = lambda self, node_hash: NODE_CACHE.get_node(self, node_hash)  # type: ignore[method-assign]
 
 
 class _BlockWithReceipts:
@@ -27,11 +79,13 @@ class _BlockWithReceipts:
         return self._receipts
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_block", "_receipts"):
+            raise AttributeError(name)
         return getattr(self._block, name)
 
 
 class FastBlockAssembly:
-    """Mixin for a py-evm VM class."""
+    """Mixin for a py-evm VM class: remembers the receipts of the block it assembles."""
 
     _assembled: tuple[bytes, tuple[ReceiptAPI, ...]] | None = None
 
@@ -43,20 +97,11 @@ class FastBlockAssembly:
         receipts: Sequence[ReceiptAPI],
         withdrawals: Sequence[WithdrawalAPI] | None = None,
     ) -> BlockAPI:
-        tx_root, tx_nodes = ordered_trie_root_and_nodes([tx.encode() for tx in transactions])
-        self.chaindb.persist_trie_data_dict(tx_nodes)  # type: ignore[attr-defined]
-        receipt_root, receipt_nodes = ordered_trie_root_and_nodes([r.encode() for r in receipts])
-        self.chaindb.persist_trie_data_dict(receipt_nodes)  # type: ignore[attr-defined]
-        block_fields: dict[str, Any] = {"transactions": transactions}
-        header_fields: dict[str, Any] = {"transaction_root": tx_root, "receipt_root": receipt_root}
-        if withdrawals:
-            withdrawals_root, withdrawal_nodes = ordered_trie_root_and_nodes([w.encode() for w in withdrawals])
-            self.chaindb.persist_trie_data_dict(withdrawal_nodes)  # type: ignore[attr-defined]
-            block_fields["withdrawals"] = withdrawals
-            header_fields["withdrawals_root"] = withdrawals_root
-        block_fields["header"] = new_header.copy(**header_fields)
-        self._assembled = (receipt_root, tuple(receipts))
-        return base_block.copy(**block_fields)
+        block = super().set_block_transactions_and_withdrawals(  # type: ignore[misc]
+            base_block, new_header, transactions, receipts, withdrawals
+        )
+        self._assembled = (block.header.receipt_root, tuple(receipts))
+        return block
 
     def process_deposit_request_data(self, block: BlockAPI) -> None:
         assembled = self._assembled
