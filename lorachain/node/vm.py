@@ -21,7 +21,6 @@ from typing import Any
 import eth.db.chain
 import eth.vm.base
 from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI, VirtualMachineAPI, WithdrawalAPI
-
 from trie import HexaryTrie
 
 from lorachain.node.ordered_trie import ordered_trie_root_and_nodes
