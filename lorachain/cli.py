@@ -9,6 +9,7 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from lorachain.genesis.genesis import GenesisError, devnet_genesis, load_genesis, parse_genesis
 from lorachain.node.chain import Blockchain, ChainError
@@ -103,27 +104,37 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from lorachain.node.rlp_stream import iter_rlp_blocks
-
     chain = _open_or_init(args.datadir, args.genesis, dev=args.genesis is None)
-    imported = skipped = 0
-    with open(args.file, "rb") as stream:
-        for raw_block in iter_rlp_blocks(stream):
-            vm_class = chain.chain_class.get_vm_class_for_block_number(_block_number(raw_block))
-            block = rlp.decode(raw_block, sedes=vm_class.get_block_class())
-            if block.number == 0:
-                if block.hash != chain.header_by_number(0).hash:
-                    raise ChainError("the stream's genesis block differs from this datadir's genesis")
-                skipped += 1
-                continue
-            if block.number <= chain.head.block_number and chain.is_canonical(block.header):
-                skipped += 1
-                continue
-            chain.import_block(block)
-            imported += 1
+    try:
+        with open(args.file, "rb") as stream:
+            imported, skipped = _import_stream(chain, stream)
+    except (ValueError, rlp.exceptions.RLPException, OSError) as exc:
+        head = chain.head.block_number
+        chain.close()
+        raise ChainError(f"import stopped at head #{head}: {exc}") from exc
     print(f"imported {imported} blocks (skipped {skipped} known), head #{chain.head.block_number}")
     chain.close()
     return 0
+
+
+def _import_stream(chain: Blockchain, stream: Any) -> tuple[int, int]:
+    from lorachain.node.rlp_stream import iter_rlp_blocks
+
+    imported = skipped = 0
+    for raw_block in iter_rlp_blocks(stream):
+        vm_class = chain.chain_class.get_vm_class_for_block_number(_block_number(raw_block))
+        block = rlp.decode(raw_block, sedes=vm_class.get_block_class())
+        if block.number == 0:
+            if block.hash != chain.header_by_number(0).hash:
+                raise ChainError("the stream's genesis block differs from this datadir's genesis")
+            skipped += 1
+            continue
+        if block.number <= chain.head.block_number and chain.is_canonical(block.header):
+            skipped += 1
+            continue
+        chain.import_block(block)
+        imported += 1
+    return imported, skipped
 
 
 def _block_number(raw_block: bytes) -> int:
@@ -138,7 +149,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lorachain", description="lorachain: a payable-AI rollup node")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log-format", default="text", choices=["text", "json"])
+    # The logging flags are accepted after the subcommand too (`lorachain node --log-level debug`).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=argparse.SUPPRESS)
+    common.add_argument("--log-format", choices=["text", "json"], default=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_parser = sub.add_parser
+
+    def add_parser(name: str, **kwargs: object) -> argparse.ArgumentParser:
+        return _add_parser(name, parents=[common], **kwargs)  # type: ignore[arg-type]
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]
 
     p = sub.add_parser("init", help="initialise a datadir from a geth-format genesis.json")
     p.add_argument("--genesis", help="genesis.json (default: the built-in devnet genesis)")

@@ -188,6 +188,7 @@ def test_state_and_block_overrides_in_eth_call(w3: Web3, board) -> None:
 
 
 def test_get_proof_matches_state(w3: Web3, board) -> None:
+    board.functions.post("make slot 0 non-zero").transact({"from": w3.eth.accounts[0]})
     proof = w3.eth.get_proof(board.address, ["0x0"], "latest")
     assert proof.balance == w3.eth.get_balance(board.address)
     assert len(proof.accountProof) >= 1

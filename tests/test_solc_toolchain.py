@@ -171,9 +171,7 @@ class PragueEvm:
 def calldata(signature: str, *args: Any) -> bytes:
     """ABI-encode a call to ``signature`` (e.g. ``"post(string)"``)."""
     types = signature[signature.index("(") + 1 : -1]
-    return function_signature_to_4byte_selector(signature) + encode(
-        [t for t in types.split(",") if t], list(args)
-    )
+    return function_signature_to_4byte_selector(signature) + encode([t for t in types.split(",") if t], list(args))
 
 
 def revert_reason(computation: ComputationAPI) -> str:

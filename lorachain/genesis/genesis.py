@@ -191,6 +191,14 @@ def _vm_configuration(config: dict[str, Any], timestamp: int) -> tuple[tuple[int
                 )
             schedule.append((0, vm))
     # Keep, for every activation block, the latest fork; drop forks superseded at the same block.
+    keys = dict(_BLOCK_FORKS + _TIME_FORKS)
+    named = [(key, _quantity(config[key], key)) for key in keys if config.get(key) is not None]
+    for (earlier_key, earlier_at), (later_key, later_at) in itertools.pairwise(named):
+        if later_at < earlier_at and later_key.endswith("Block") and earlier_key.endswith("Block"):
+            raise GenesisError(
+                f"unsupported fork ordering: {earlier_key} enabled at block {earlier_at}, "
+                f"but {later_key} enabled at block {later_at}"
+            )
     by_block: dict[int, type] = {}
     for block, vm in schedule:
         by_block[block] = vm
@@ -235,6 +243,10 @@ def parse_genesis(raw: dict[str, Any]) -> Genesis:
         raise GenesisError("genesis needs a 'config' object with 'chainId'")
     timestamp = _quantity(raw.get("timestamp", 0), "timestamp")
     vm_configuration = _vm_configuration(config, timestamp)
+    if issubclass(vm_configuration[0][1], ParisVM):
+        for field_name in ("nonce", "difficulty"):
+            if _quantity(raw.get(field_name, 0), field_name) != 0:
+                raise GenesisError(f"genesis {field_name} must be 0 for a chain that starts after the merge")
     extra = _data(raw.get("extraData", "0x"), "extraData")
     if len(extra) > 32:
         raise GenesisError("extraData is longer than 32 bytes")

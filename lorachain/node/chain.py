@@ -26,6 +26,7 @@ from eth.abc import (
 from eth.chains.base import Chain
 from eth.constants import GENESIS_PARENT_HASH
 from eth.db.chain import ChainDB
+from eth.db.schema import SchemaV1
 from eth.exceptions import BlockNotFound, HeaderNotFound, TransactionNotFound
 from eth.vm.chain_context import ChainContext
 from eth_utils import ValidationError
@@ -36,6 +37,8 @@ from lorachain.node.impersonation import record_key as impersonation_key
 from lorachain.node.store import LmdbStore, PendingWrites
 
 GENESIS_KEY = b"lorachain:genesis"
+# extraData of a devnet block that carries a state edit (anvil_setBalance, …) instead of transactions.
+DEV_EDIT_EXTRA_DATA = b"lorachain:dev-state-edit"
 
 
 class ChainError(Exception):
@@ -194,6 +197,9 @@ class Blockchain:
         if number > self._head.block_number:
             return None
         header = self.header_by_number(number)
+        transactions = self.block_by_header(header).transactions
+        if index >= len(transactions) or transactions[index].hash != tx_hash:
+            return None  # a stale lookup from a dropped block: the slot now holds another tx
         return TxLocation(block_hash=header.hash, block_number=number, index=index)
 
     def state_at(self, header: BlockHeaderAPI, **context_overrides: Any) -> StateAPI:
@@ -309,23 +315,47 @@ class Blockchain:
 
     def import_block(self, block: BlockAPI) -> BlockAPI:
         """Validate and execute a block from elsewhere (RLP import, sync) and commit it atomically."""
+        for tx in block.transactions:
+            tx_chain_id = _signed_chain_id(tx)
+            if tx_chain_id is not None and tx_chain_id != self.chain_id:
+                raise ChainError(
+                    f"invalid block #{block.number}: transaction 0x{tx.hash.hex()}: "
+                    f"invalid chain id for signer: have {tx_chain_id} want {self.chain_id}"
+                )
         overlay = PendingWrites(self.store)
         chain = self.chain_class(overlay.atomic_view())
         try:
             result = chain.import_block(block, perform_validation=True)
         except (ValidationError, HeaderNotFound, BlockNotFound) as exc:
+            if block.header.extra_data == DEV_EDIT_EXTRA_DATA:
+                raise ChainError(
+                    f"block #{block.number} carries a devnet state edit (anvil_set*/hardhat_set*), which is "
+                    "not a transaction and cannot be re-executed elsewhere"
+                ) from exc
             raise ChainError(f"invalid block #{block.number} {block.hash.hex()}: {exc}") from exc
         overlay.commit()
         self._head = chain.chaindb.get_canonical_head()
         return result.imported_block
 
     def set_head(self, header: BlockHeaderAPI) -> None:
-        """Make ``header`` (a known block) the canonical head, dropping its canonical descendants."""
+        """Make ``header`` (a known block) the canonical head, dropping its canonical descendants.
+
+        The dropped blocks stay stored (by hash) but lose their transaction-hash lookups, so their
+        transactions read as unknown again, as after a reorg; py-evm rewrites the number lookups as
+        new blocks extend the new head.
+        """
         overlay = PendingWrites(self.store)
+        orphans = [self.header_by_number(n) for n in range(header.block_number + 1, self._head.block_number + 1)]
         ChainDB._set_as_canonical_chain_head(overlay, header, GENESIS_PARENT_HASH)
-        # Drop the number->hash lookups of blocks above the new head so reads stop at it.
+        for orphan_header in orphans:
+            orphan = self.block_by_header(orphan_header)
+            for tx in orphan.transactions:
+                key = SchemaV1.make_transaction_hash_to_block_lookup_key(tx.hash)
+                if key in overlay:
+                    del overlay[key]
         overlay.commit()
         self._head = header
+        self._scratch.clear()
 
 
 class _AncestorHashes:
@@ -355,3 +385,12 @@ class _HeaderView:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._header, name)
+
+
+def _signed_chain_id(tx: SignedTransactionAPI) -> int | None:
+    """The chain id a transaction was signed for (None for a pre-EIP-155 legacy transaction)."""
+    type_id = getattr(tx, "type_id", None)
+    if type_id is not None:
+        return tx.chain_id
+    v = tx.v
+    return None if v in (27, 28) else (v - 35) // 2

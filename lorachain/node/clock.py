@@ -17,7 +17,8 @@ class BlockClock:
         self.offset += seconds
         return self.offset
 
-    def set_next(self, timestamp: int) -> None:
+    def set_next(self, timestamp: int | None) -> None:
+        """Fix the next block's timestamp (None: back to the wall clock)."""
         self._next = timestamp
 
     def next_timestamp(self, parent_timestamp: int) -> int:

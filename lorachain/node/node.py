@@ -21,7 +21,7 @@ from eth_utils import keccak, to_canonical_address
 
 from lorachain.genesis.accounts import dev_accounts
 from lorachain.node import metrics
-from lorachain.node.chain import Blockchain, BuiltBlock, ChainError
+from lorachain.node.chain import DEV_EDIT_EXTRA_DATA, Blockchain, BuiltBlock, ChainError
 from lorachain.node.clock import BlockClock
 from lorachain.node.events import EventBus
 from lorachain.node.impersonation import sign_as
@@ -218,13 +218,14 @@ class Node:
         Such a block cannot be re-executed from its contents alone (the edit is not a transaction), so
         a chain with edits cannot be re-imported elsewhere; that is inherent to devnet cheat codes.
         """
-        return self.mine(state_edits=edit, include_pool=False)
+        return self.mine(state_edits=edit, include_pool=False, extra_data=DEV_EDIT_EXTRA_DATA)
 
     def mine(
         self,
         timestamp: int | None = None,
         state_edits: Callable[[StateAPI], None] | None = None,
         include_pool: bool = True,
+        extra_data: bytes = b"",
     ) -> BuiltBlock:
         """Build one block from the pool's executable transactions and commit it."""
         started = time.perf_counter()
@@ -238,6 +239,7 @@ class Node:
             mix_hash=mix_hash,
             gas_limit=self.config.gas_limit,
             state_edits=state_edits,
+            extra_data=extra_data,
         )
         for tx in built.block.transactions:
             self.pool.remove(tx.hash)

@@ -48,6 +48,22 @@ def effective_tip(tx: SignedTransactionAPI, base_fee: int) -> int:
     return min(tx.max_priority_fee_per_gas, tx.max_fee_per_gas - base_fee)
 
 
+def cost(tx: SignedTransactionAPI) -> int:
+    """The most a transaction can cost its sender: value + gas limit x fee cap."""
+    return tx.value + tx.gas * tx.max_fee_per_gas
+
+
+def is_priced_replacement(old: SignedTransactionAPI, new: SignedTransactionAPI) -> bool:
+    """geth's rule: both fee cap and tip strictly higher, and each at least +PRICE_BUMP_PERCENT."""
+    if new.max_fee_per_gas <= old.max_fee_per_gas or new.max_priority_fee_per_gas <= old.max_priority_fee_per_gas:
+        return False
+    bump = 100 + PRICE_BUMP_PERCENT
+    return (
+        new.max_fee_per_gas >= old.max_fee_per_gas * bump // 100
+        and new.max_priority_fee_per_gas >= old.max_priority_fee_per_gas * bump // 100
+    )
+
+
 def floor_data_gas(data: bytes) -> int:
     """EIP-7623 (Prague) minimum gas for a transaction's calldata."""
     zeros = data.count(0)
@@ -220,11 +236,9 @@ class TxPool:
         sender = self.validate(tx, raw_size)
         txs = self._senders.setdefault(sender, _SenderTxs(by_nonce={}))
         old = txs.by_nonce.get(tx.nonce)
+        self._check_overdraft(sender, tx, txs)
         if old is not None:
-            bump = 100 + PRICE_BUMP_PERCENT
-            if tx.max_fee_per_gas * 100 < old.max_fee_per_gas * bump or (
-                tx.max_priority_fee_per_gas * 100 < old.max_priority_fee_per_gas * bump
-            ):
+            if not is_priced_replacement(old, tx):
                 raise TxPoolError("replacement transaction underpriced")
             del self._by_hash[old.hash]
         else:
@@ -236,6 +250,16 @@ class TxPool:
         while nonce < tx.nonce and nonce in txs.by_nonce:
             nonce += 1
         return nonce == tx.nonce
+
+    def _check_overdraft(self, sender: bytes, tx: SignedTransactionAPI, txs: _SenderTxs) -> None:
+        """The sender must afford this tx on top of its other pooled ones (geth's ExistingExpenditure)."""
+        spent = sum(cost(other) for nonce, other in txs.by_nonce.items() if nonce != tx.nonce)
+        balance = self._state_now().get_balance(sender)
+        if balance < spent + cost(tx):
+            raise TxPoolError(
+                f"insufficient funds for gas * price + value: address 0x{sender.hex()} "
+                f"have {balance} want {spent + cost(tx)}"
+            )
 
     def _check_limits(self, sender: bytes, txs: _SenderTxs) -> None:
         if len(txs.by_nonce) >= self.limits.account_slots:

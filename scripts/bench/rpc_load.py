@@ -586,6 +586,30 @@ async def workload_calls(
     )
 
 
+async def workload_distinct_calls(
+    client: RpcClient, counter: str, count: int, *, concurrency: int, expected: int
+) -> WorkloadResult:
+    """Workload D: ``count`` eth_call of number(), each from a different caller address, so a node
+    cannot answer from a cache of identical requests: every call is executed."""
+
+    def request(i: int) -> list[Any]:
+        caller = to_checksum_address(keccak(i.to_bytes(8, "big"))[12:])
+        return [{"from": caller, "to": counter, "data": SELECTOR_NUMBER}, "latest"]
+
+    async def call(i: int) -> str:
+        return await client.call("eth_call", request(i))
+
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    results, latencies = await run_pool(range(count), call, concurrency)
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    wrong = [r for r in results if int(r, 16) != expected]
+    if wrong:
+        raise VerificationError(f"{len(wrong)} of {count} eth_call answers were not {expected}: {wrong[0]}")
+    return WorkloadResult(
+        "distinct_calls", count, elapsed, "calls/s", latency_summary(latencies), {"client_cpu_s": round(cpu, 3)}
+    )
+
+
 async def run_all(
     url: str,
     *,
@@ -611,5 +635,8 @@ async def run_all(
         final = res.extra["final_value"]
         res = await workload_calls(client, counter, calls, concurrency=concurrency, expected=final)
         log(f"  eth_call  : {res.count} calls in {res.seconds:.2f}s = {res.rate:.1f} calls/s (checked)")
+        results.append(res)
+        res = await workload_distinct_calls(client, counter, calls, concurrency=concurrency, expected=final)
+        log(f"  eth_call distinct: {res.count} calls in {res.seconds:.2f}s = {res.rate:.1f} calls/s (checked)")
         results.append(res)
     return ctx, results

@@ -28,8 +28,11 @@ class DevApi:
                 f"{self.node.chain.head.timestamp}"
             )
         if timestamp is not None:
-            self.node.clock.offset = timestamp - self.node.clock.now() + self.node.clock.offset
-        self.node.mine(timestamp)
+            self.node.clock.set_next(timestamp)  # replaces a pending evm_setNextBlockTimestamp
+        try:
+            self.node.mine()
+        except ValueError as exc:
+            raise server_error(str(exc)) from None
         return "0x0"
 
     def anvil_mine(self, blocks: Any = "0x1", interval: Any = None) -> None:

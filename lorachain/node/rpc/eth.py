@@ -158,27 +158,30 @@ class EthApi:
         return out
 
     # -- state -----------------------------------------------------------------------------------
-    def _state(self, block: Any) -> Any:
-        return self.chain.state_at(resolve_block(self.node, block))
+    def _read_state(self, block: Any, read: Any) -> Any:
+        """Apply ``read`` to the (warm, cached) state at ``block``."""
+        with self.chain.scratch_state(resolve_block(self.node, block)) as state:
+            return read(state)
 
     def eth_getBalance(self, address: Any, block: Any = "latest") -> str:
         addr = codec.parse_address(address, "argument 0")
-        return codec.quantity(self._state(block).get_balance(addr))
+        return codec.quantity(self._read_state(block, lambda state: state.get_balance(addr)))
 
     def eth_getCode(self, address: Any, block: Any = "latest") -> str:
         addr = codec.parse_address(address, "argument 0")
-        return codec.data(self._state(block).get_code(addr))
+        return codec.data(self._read_state(block, lambda state: state.get_code(addr)))
 
     def eth_getStorageAt(self, address: Any, slot: Any, block: Any = "latest") -> str:
         addr = codec.parse_address(address, "argument 0")
-        value = self._state(block).get_storage(addr, storage_slot(slot))
+        position = storage_slot(slot)
+        value = self._read_state(block, lambda state: state.get_storage(addr, position))
         return codec.data(value.to_bytes(32, "big"))
 
     def eth_getTransactionCount(self, address: Any, block: Any = "latest") -> str:
         addr = codec.parse_address(address, "argument 0")
         if block == "pending":
             return codec.quantity(self.node.pool.pending_nonce(addr))
-        return codec.quantity(self._state(block).get_nonce(addr))
+        return codec.quantity(self._read_state(block, lambda state: state.get_nonce(addr)))
 
     def eth_getProof(self, address: Any, keys: Any, block: Any = "latest") -> dict[str, Any]:
         addr = codec.parse_address(address, "argument 0")
