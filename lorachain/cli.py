@@ -73,6 +73,7 @@ def cmd_node(args: argparse.Namespace) -> int:
         coinbase=to_canonical_address(args.coinbase),
         gas_limit=args.gas_limit,
         allow_unprotected_txs=args.allow_unprotected_txs,
+        wait_for_inclusion=0.0 if args.no_wait_for_inclusion else 5.0,
     )
     node = Node.with_dev_accounts(chain, config) if args.dev else Node(chain, config)
     log.info("datadir %s, head #%d, mining %s", datadir, chain.head.block_number, mining)
@@ -177,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-mining", action="store_true", help="build blocks only on evm_mine")
     p.add_argument("--gas-limit", type=int, default=None, help="block gas limit (default: parent's)")
     p.add_argument("--coinbase", default="0x" + "00" * 20, help="fee recipient of built blocks")
+    p.add_argument(
+        "--no-wait-for-inclusion",
+        action="store_true",
+        help="automine: answer eth_sendRawTransaction at once (as geth) instead of after the block (as Hardhat)",
+    )
     p.add_argument("--profile", help="write a cProfile of the node's run to this file on exit")
     p.add_argument("--allow-unprotected-txs", action="store_true", help="accept legacy txs without chain id")
     p.set_defaults(func=cmd_node)

@@ -42,6 +42,7 @@ class NodeConfig:
     unlocked_keys: dict[bytes, bytes] = field(default_factory=dict)  # address -> private key
     wait_for_inclusion: float = 5.0  # automine: sendRawTransaction returns once mined (as Hardhat)
     automine_linger: float = 0.005  # automine: longest wait for more arrivals before building
+    automine_quiet: float = 0.0005  # automine: build once no transaction arrived for this long
 
 
 @dataclass
@@ -108,8 +109,9 @@ class Node:
     async def _gather_arrivals(self) -> None:
         """Let transactions already on the wire join the next block (bounded by ``automine_linger``).
 
-        Under load many requests are parsed in the loop iterations right after a block; waiting until
-        the pool stops growing (a few hundred microseconds) turns many tiny blocks into a few full ones.
+        Under load, clients answer a block's receipts with their next transactions within a fraction of
+        a millisecond; waiting until the pool has been quiet for ``automine_quiet`` seconds turns many
+        tiny blocks into a few full ones, at a cost of about that much latency.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.automine_linger
@@ -117,6 +119,8 @@ class Node:
         while size != len(self.pool) and loop.time() < deadline:
             size = len(self.pool)
             await asyncio.sleep(0)
+            if size == len(self.pool):
+                await asyncio.sleep(self.config.automine_quiet)
 
     async def _interval_loop(self) -> None:
         while True:
@@ -166,7 +170,7 @@ class Node:
     async def submit_and_wait(self, raw: bytes) -> bytes:
         """Submit; in automine mode return once the transaction is in a committed block."""
         tx_hash, executable = self.submit(raw)
-        if self.config.mining == MINING_AUTO and executable:
+        if self.config.mining == MINING_AUTO and executable and self.config.wait_for_inclusion > 0:
             future = self._inclusion.get(tx_hash)
             if future is None:
                 future = asyncio.get_running_loop().create_future()
@@ -187,7 +191,7 @@ class Node:
         self.events.publish("pending_tx", tx.hash)
         if executable:
             self._wake.set()
-            if self.config.mining == MINING_AUTO:
+            if self.config.mining == MINING_AUTO and self.config.wait_for_inclusion > 0:
                 future = asyncio.get_running_loop().create_future()
                 self._inclusion[tx.hash] = future
                 with contextlib.suppress(TimeoutError):

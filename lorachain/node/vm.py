@@ -15,7 +15,7 @@ Two hot spots of py-evm's block building are replaced:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 import eth.db.chain
@@ -30,7 +30,12 @@ NODE_CACHE_SIZE = 100_000
 
 def make_trie_root_and_nodes(items: Sequence[Any]) -> tuple[bytes, dict[bytes, bytes]]:
     """Drop-in for ``eth.db.trie.make_trie_root_and_nodes`` (same root, same nodes)."""
-    return ordered_trie_root_and_nodes([item.encode() for item in items])
+    return _trie_of_encoded(tuple(item.encode() for item in items))
+
+
+@lru_cache(maxsize=32)  # a block's tx trie is built to assemble the block and again to validate it
+def _trie_of_encoded(encoded: tuple[bytes, ...]) -> tuple[bytes, dict[bytes, bytes]]:
+    return ordered_trie_root_and_nodes(encoded)
 
 
 eth.vm.base.make_trie_root_and_nodes = make_trie_root_and_nodes  # type: ignore[attr-defined]
