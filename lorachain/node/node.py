@@ -75,6 +75,8 @@ class Node:
         self._producer: asyncio.Task[None] | None = None
         self.started_at = time.time()
         metrics.HEAD.set(chain.head.block_number)
+        metrics.POOL_PENDING.set_function(lambda: self.pool.counts()[0])
+        metrics.POOL_QUEUED.set_function(lambda: self.pool.counts()[1])
 
     @classmethod
     def with_dev_accounts(cls, chain: Blockchain, config: NodeConfig | None = None) -> Node:
@@ -198,6 +200,14 @@ class Node:
                     await asyncio.wait_for(asyncio.shield(future), self.config.wait_for_inclusion)
                 self._inclusion.pop(tx.hash, None)
         return tx.hash
+
+    def find_transaction(self, tx_hash: bytes) -> SignedTransactionAPI | None:
+        """A transaction by hash: from the canonical chain, else from the pool, else None."""
+        location = self.chain.tx_location(tx_hash)
+        if location is None:
+            return self.pool.get(tx_hash)
+        block = self.chain.block_by_header(self.chain.header_by_hash(location.block_hash))
+        return block.transactions[location.index]
 
     def sign_with_unlocked(self, sender: bytes, tx_fields: dict[str, Any]) -> bytes:
         key = self.config.unlocked_keys.get(sender)

@@ -566,14 +566,13 @@ async def workload_increments(
     )
 
 
-async def workload_calls(
-    client: RpcClient, counter: str, count: int, *, concurrency: int, expected: int
+async def _call_workload(
+    name: str, client: RpcClient, count: int, request: Any, *, concurrency: int, expected: int
 ) -> WorkloadResult:
-    """Workload C: ``count`` eth_call of number() at latest; every answer must be ``expected``."""
-    request = [{"to": counter, "data": SELECTOR_NUMBER}, "latest"]
+    """``count`` eth_call requests built by ``request(i)``; every answer must be ``expected``."""
 
-    async def call(_: int) -> str:
-        return await client.call("eth_call", request)
+    async def call(i: int) -> str:
+        return await client.call("eth_call", request(i))
 
     cpu0, t0 = time.process_time(), time.perf_counter()
     results, latencies = await run_pool(range(count), call, concurrency)
@@ -581,9 +580,15 @@ async def workload_calls(
     wrong = [r for r in results if int(r, 16) != expected]
     if wrong:
         raise VerificationError(f"{len(wrong)} of {count} eth_call answers were not {expected}: {wrong[0]}")
-    return WorkloadResult(
-        "calls", count, elapsed, "calls/s", latency_summary(latencies), {"client_cpu_s": round(cpu, 3)}
-    )
+    return WorkloadResult(name, count, elapsed, "calls/s", latency_summary(latencies), {"client_cpu_s": round(cpu, 3)})
+
+
+async def workload_calls(
+    client: RpcClient, counter: str, count: int, *, concurrency: int, expected: int
+) -> WorkloadResult:
+    """Workload C: ``count`` eth_call of number() at latest, the same request each time."""
+    request = [{"to": counter, "data": SELECTOR_NUMBER}, "latest"]
+    return await _call_workload("calls", client, count, lambda _: request, concurrency=concurrency, expected=expected)
 
 
 async def workload_distinct_calls(
@@ -596,18 +601,7 @@ async def workload_distinct_calls(
         caller = to_checksum_address(keccak(i.to_bytes(8, "big"))[12:])
         return [{"from": caller, "to": counter, "data": SELECTOR_NUMBER}, "latest"]
 
-    async def call(i: int) -> str:
-        return await client.call("eth_call", request(i))
-
-    cpu0, t0 = time.process_time(), time.perf_counter()
-    results, latencies = await run_pool(range(count), call, concurrency)
-    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    wrong = [r for r in results if int(r, 16) != expected]
-    if wrong:
-        raise VerificationError(f"{len(wrong)} of {count} eth_call answers were not {expected}: {wrong[0]}")
-    return WorkloadResult(
-        "distinct_calls", count, elapsed, "calls/s", latency_summary(latencies), {"client_cpu_s": round(cpu, 3)}
-    )
+    return await _call_workload("distinct_calls", client, count, request, concurrency=concurrency, expected=expected)
 
 
 async def run_all(

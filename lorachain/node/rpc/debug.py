@@ -206,10 +206,5 @@ class DebugApi:
         return [codec.data(receipt.encode()) for receipt in receipts]
 
     def debug_getRawTransaction(self, tx_hash: Any) -> str | None:
-        h = codec.parse_hash(tx_hash, "argument 0")
-        location = self.chain.tx_location(h)
-        if location is None:
-            pending = self.node.pool.get(h)
-            return codec.data(pending.encode()) if pending is not None else None
-        block = self.chain.block_by_header(self.chain.header_by_hash(location.block_hash))
-        return codec.data(block.transactions[location.index].encode())
+        tx = self.node.find_transaction(codec.parse_hash(tx_hash, "argument 0"))
+        return codec.data(tx.encode()) if tx is not None else None
