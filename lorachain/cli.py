@@ -90,14 +90,13 @@ def cmd_node(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    import rlp
 
     chain = Blockchain.open(args.datadir)
     last = chain.head.block_number if args.last is None else min(args.last, chain.head.block_number)
     count = 0
     with open(args.file, "wb") as out:
         for number in range(args.first, last + 1):
-            out.write(rlp.encode(chain.block_by_header(chain.header_by_number(number))))
+            out.write(chain.encode_block(chain.block_by_header(chain.header_by_number(number))))
             count += 1
     print(f"exported {count} blocks ({args.first}..{last}) to {args.file}")
     chain.close()

@@ -247,3 +247,13 @@ def test_impersonated_account_can_send(w3: Web3, board) -> None:
     w3.provider.make_request("anvil_stopImpersonatingAccount", [whale])
     response = w3.provider.make_request("eth_sendTransaction", [{"from": whale, "to": whale, "value": "0x1"}])
     assert response["error"]["message"] == "unknown account"
+
+
+def test_headers_and_rpc_modules(w3: Web3) -> None:
+    latest = w3.eth.get_block("latest")
+    header = w3.provider.make_request("eth_getHeaderByNumber", [hex(latest.number)])["result"]
+    assert header["hash"] == latest.hash.to_0x_hex() and "transactions" not in header
+    by_hash = w3.provider.make_request("eth_getHeaderByHash", [latest.hash.to_0x_hex()])["result"]
+    assert by_hash == header
+    modules = w3.provider.make_request("rpc_modules", [])["result"]
+    assert {"eth", "net", "web3", "txpool", "debug", "evm", "rpc"} <= set(modules)

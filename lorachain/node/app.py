@@ -30,6 +30,8 @@ def build_dispatcher(node: Node, dev: bool = True) -> RpcDispatcher:
         apis.append(DevApi(node))
     for api in apis:
         dispatcher.register_object(api)
+    modules = sorted({name.split("_", 1)[0] for name in dispatcher.methods} | {"rpc"})
+    dispatcher.register("rpc_modules", lambda: dict.fromkeys(modules, "1.0"))
     return dispatcher
 
 

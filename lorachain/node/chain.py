@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import rlp
 from eth.abc import (
     BlockAPI,
     BlockHeaderAPI,
@@ -181,6 +182,14 @@ class Blockchain:
             wrapped.append(ImpersonatedTransaction(tx, sender))
             changed = True
         return block.copy(transactions=wrapped) if changed else block
+
+    @staticmethod
+    def encode_block(block: BlockAPI) -> bytes:
+        """The block's consensus RLP (impersonated transactions as their stand-in signed form)."""
+        plain = [tx.signed if isinstance(tx, ImpersonatedTransaction) else tx for tx in block.transactions]
+        if any(p is not t for p, t in zip(plain, block.transactions, strict=True)):
+            block = block.copy(transactions=plain)
+        return rlp.encode(block)
 
     def receipts(self, block: BlockAPI) -> tuple[ReceiptAPI, ...]:
         receipts = self._receipts.get(block.hash)

@@ -114,14 +114,18 @@ def build_call_transaction(vm_class: type[VirtualMachineAPI], state: StateAPI, p
 
 
 def execute(state: StateAPI, tx: Any) -> ComputationAPI:
-    """Run ``tx`` on ``state`` without the sender checks that signed transactions get."""
+    """Run ``tx`` on ``state`` without the sender checks that signed transactions get.
+
+    The post-execution bookkeeping of a real transaction (gas refund to the sender, fee to the
+    coinbase, touched-account cleanup) is skipped: it cannot change the call's output, success or
+    gas figures, and the caller throws the state away.
+    """
     executor = state.get_transaction_executor()
     message = executor.build_evm_message(tx)
     computation = executor.build_computation(message, tx)
-    finalized = executor.finalize_computation(tx, computation)
     if hasattr(state, "_transient_storage"):
         state.clear_transient_storage()  # EIP-1153: transient storage lives for one transaction
-    return finalized
+    return computation
 
 
 def gas_used(tx: Any, computation: ComputationAPI) -> int:

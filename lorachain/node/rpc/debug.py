@@ -198,7 +198,7 @@ class DebugApi:
 
     def debug_getRawBlock(self, block: Any) -> str:
         header = resolve_block(self.node, block, "argument 0")
-        return codec.data(rlp.encode(self.chain.block_by_header(header)))
+        return codec.data(self.chain.encode_block(self.chain.block_by_header(header)))
 
     def debug_getRawReceipts(self, block: Any) -> list[str]:
         header = resolve_block(self.node, block, "argument 0")

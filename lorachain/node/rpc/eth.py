@@ -462,7 +462,7 @@ class EthApi:
         if header is None:
             return None
         block = self.chain.block_by_header(header)
-        return codec.block_json(block, full, len(rlp.encode(block)))
+        return codec.block_json(block, full, len(self.chain.encode_block(block)))
 
     def eth_getBlockByNumber(self, number: Any, full: Any = False) -> dict[str, Any] | None:
         return self._block_json(block_number_or_none(self.node, number), full)
@@ -473,6 +473,16 @@ class EthApi:
         except HeaderNotFound:
             return None
         return self._block_json(header, full)
+
+    def eth_getHeaderByNumber(self, number: Any) -> dict[str, Any] | None:
+        header = block_number_or_none(self.node, number)
+        return None if header is None else codec.header_json(header)
+
+    def eth_getHeaderByHash(self, block_hash: Any) -> dict[str, Any] | None:
+        try:
+            return codec.header_json(self.chain.header_by_hash(codec.parse_hash(block_hash, "argument 0")))
+        except HeaderNotFound:
+            return None
 
     def eth_getBlockReceipts(self, block: Any) -> list[dict[str, Any]] | None:
         try:
