@@ -393,6 +393,8 @@ class _HeaderView:
         self.gas_used = gas_used
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "_header":  # copy/pickle probes before __init__
+            raise AttributeError(name)
         return getattr(self._header, name)
 
 
