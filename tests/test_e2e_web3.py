@@ -257,3 +257,27 @@ def test_headers_and_rpc_modules(w3: Web3) -> None:
     assert by_hash == header
     modules = w3.provider.make_request("rpc_modules", [])["result"]
     assert {"eth", "net", "web3", "txpool", "debug", "evm", "rpc"} <= set(modules)
+
+
+def test_signing_with_unlocked_accounts(w3: Web3) -> None:
+    from eth_account import Account
+    from eth_account.messages import encode_defunct, encode_typed_data
+
+    signer = w3.eth.accounts[0]
+    signature = w3.provider.make_request("eth_sign", [signer, "0x68656c6c6f"])["result"]
+    assert Account.recover_message(encode_defunct(b"hello"), signature=signature) == signer
+    personal = w3.provider.make_request("personal_sign", ["0x68656c6c6f", signer])["result"]
+    assert personal == signature
+    typed = {
+        "types": {
+            "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "chainId", "type": "uint256"}],
+            "Mail": [{"name": "to", "type": "address"}, {"name": "contents", "type": "string"}],
+        },
+        "primaryType": "Mail",
+        "domain": {"name": "lorachain", "chainId": 901},
+        "message": {"to": w3.eth.accounts[1], "contents": "hi"},
+    }
+    sig712 = w3.provider.make_request("eth_signTypedData_v4", [signer, typed])["result"]
+    assert Account.recover_message(encode_typed_data(full_message=typed), signature=sig712) == signer
+    stranger = "0x" + "12" * 20
+    assert w3.provider.make_request("eth_sign", [stranger, "0x00"])["error"]["message"] == "unknown account"

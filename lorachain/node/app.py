@@ -11,7 +11,7 @@ from lorachain.node.node import Node
 from lorachain.node.rpc.dev import DevApi
 from lorachain.node.rpc.eth import EthApi
 from lorachain.node.rpc.filters import FilterApi
-from lorachain.node.rpc.misc import NetWeb3Api, TxPoolApi
+from lorachain.node.rpc.misc import NetWeb3Api, PersonalApi, TxPoolApi
 from lorachain.node.rpc.server import RpcDispatcher, RpcServer
 
 log = logging.getLogger("lorachain.node")
@@ -19,7 +19,8 @@ log = logging.getLogger("lorachain.node")
 
 def build_dispatcher(node: Node, dev: bool = True) -> RpcDispatcher:
     dispatcher = RpcDispatcher()
-    apis: list[Any] = [EthApi(node), FilterApi(node), NetWeb3Api(node), TxPoolApi(node)]
+    eth = EthApi(node)
+    apis: list[Any] = [eth, FilterApi(node), NetWeb3Api(node), TxPoolApi(node)]
     try:
         from lorachain.node.rpc.debug import DebugApi
     except ImportError:  # pragma: no cover - debug namespace is optional while it is being built
@@ -27,7 +28,7 @@ def build_dispatcher(node: Node, dev: bool = True) -> RpcDispatcher:
     if DebugApi is not None:
         apis.append(DebugApi(node))
     if dev:
-        apis.append(DevApi(node))
+        apis.extend([DevApi(node), PersonalApi(eth)])
     for api in apis:
         dispatcher.register_object(api)
     modules = sorted({name.split("_", 1)[0] for name in dispatcher.methods} | {"rpc"})

@@ -33,6 +33,18 @@ class NetWeb3Api:
         return codec.data(keccak(codec.parse_data(payload, "argument 0")))
 
 
+class PersonalApi:
+    """``personal_sign`` for the unlocked dev accounts (MetaMask-style parameter order)."""
+
+    namespaces = ("personal",)
+
+    def __init__(self, eth: Any) -> None:
+        self.eth = eth
+
+    def personal_sign(self, message: Any, address: Any, password: Any = None) -> str:
+        return self.eth.eth_sign(address, message)
+
+
 class TxPoolApi:
     namespaces = ("txpool",)
 
