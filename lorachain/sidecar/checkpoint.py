@@ -261,9 +261,7 @@ def _load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     elif (path / INDEX_FILE).is_file():
         files = _read_index(path)
     else:
-        raise CheckpointError(
-            f"no {WEIGHTS_FILE} or {INDEX_FILE} in {path} (only safetensors weights are supported)"
-        )
+        raise CheckpointError(f"no {WEIGHTS_FILE} or {INDEX_FILE} in {path} (only safetensors weights are supported)")
     tensors: dict[str, torch.Tensor] = {}
     origin: dict[str, str] = {}
     for filename, listed in files.items():

@@ -73,7 +73,8 @@ ANIMALS = [
     ("sheep", "baa", "grass", "in a field"), ("duck", "quack", "seeds", "near a pond"),
     ("lion", "roar", "meat", "in the savanna"), ("owl", "hoot", "mice", "in a tree"),
     ("frog", "croak", "insects", "near a pond"), ("horse", "neigh", "hay", "in a stable"),
-    ("pig", "oink", "corn", "on a farm"), ("bee", "buzz", "nectar", "in a hive"), ("goat", "bleat", "leaves", "on a hill"),
+    ("pig", "oink", "corn", "on a farm"), ("bee", "buzz", "nectar", "in a hive"),
+    ("goat", "bleat", "leaves", "on a hill"),
 ]  # fmt: skip
 WEATHER = ["sunny", "rainy", "windy", "cloudy", "snowy", "foggy", "stormy", "mild", "hot", "freezing"]
 OBJECTS = [
@@ -129,8 +130,21 @@ def build_world(rng: random.Random) -> list[Person]:
         pet, pet_names = rng.choice(PETS)
         friend = rng.choice([n for n in names if n != name])
         people.append(
-            Person(name, surname, pronoun, city, country, rng.choice(JOBS), pet, rng.choice(pet_names), rng.choice(COLORS),
-                   rng.choice(FOODS), rng.choice(HOBBIES), rng.randrange(18, 80), friend)  # fmt: skip
+            Person(
+                name,
+                surname,
+                pronoun,
+                city,
+                country,
+                rng.choice(JOBS),
+                pet,
+                rng.choice(pet_names),
+                rng.choice(COLORS),
+                rng.choice(FOODS),
+                rng.choice(HOBBIES),
+                rng.randrange(18, 80),
+                friend,
+            )
         )
     return people
 
@@ -205,7 +219,7 @@ def house(p: Person, rng: random.Random) -> str:
 
 
 def trip(p: Person, rng: random.Random) -> str:
-    (vehicle, stop), (dest, country, known_for) = rng.choice(TRANSPORT), rng.choice(CITIES)
+    (vehicle, stop), (dest, _country, known_for) = rng.choice(TRANSPORT), rng.choice(CITIES)
     hours = rng.randrange(2, 13)
     return (
         f"{rng.choice(TIMES)}, {p.name} took the {vehicle} from {p.city} to {dest}. The journey took {hours} hours. "

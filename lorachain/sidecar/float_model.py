@@ -128,10 +128,10 @@ class LlamaModel(nn.Module):
                     param.normal_(0.0, std, generator=generator)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        T = input_ids.shape[1]
-        if T > self.config.max_position_embeddings:
-            raise ValueError(f"sequence of {T} tokens exceeds the context of {self.config.max_position_embeddings}")
-        cos, sin = rope_cos_sin(self.config, T)
+        seq_len = input_ids.shape[1]
+        if seq_len > self.config.max_position_embeddings:
+            raise ValueError(f"{seq_len} tokens exceed the context of {self.config.max_position_embeddings}")
+        cos, sin = rope_cos_sin(self.config, seq_len)
         x = self.model.embed_tokens(input_ids)
         for layer in self.model.layers:
             x = layer(x, cos, sin)
@@ -140,9 +140,7 @@ class LlamaModel(nn.Module):
         return F.linear(x, head)
 
     @torch.no_grad()
-    def greedy_generate(
-        self, prompt_ids: list[int], max_new_tokens: int, stop_ids: tuple[int, ...] = ()
-    ) -> list[int]:
+    def greedy_generate(self, prompt_ids: list[int], max_new_tokens: int, stop_ids: tuple[int, ...] = ()) -> list[int]:
         """Append up to ``max_new_tokens`` argmax tokens (lowest id wins ties); return only the new ones.
 
         Stops after emitting a token in ``stop_ids`` or when the context is full. No KV cache: each step
