@@ -1,0 +1,375 @@
+"""The exact engine: an integer-only Llama forward pass with unmerged per-request LoRA, and decoding.
+
+Between token ids in and token ids out every value is an integer (formats in
+:mod:`lorachain.sidecar.fixed_point`). Every operation is either row-wise (one token's values depend only
+on that token's row: embedding, norms, quantization, requantization, RoPE, SiLU, the LoRA path) or an
+exact integer reduction (attention over one sequence's own cache), so a request's tokens do not depend on
+which other requests share its batch, on thread count, or on the device.
+
+``start`` validates a request and returns a :class:`Sequence`; ``step`` advances a list of sequences by one
+token each (the first step of a sequence runs its whole prompt); ``finish`` seals the result with its
+commitment. ``generate`` does all three for a list of requests.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer
+
+from lorachain.sidecar.adapter_store import AdapterStore
+from lorachain.sidecar.adapters import QuantizedAdapter
+from lorachain.sidecar.artifact import DEFAULT_CACHE, PROJECTIONS, QuantizedModel, load_model
+from lorachain.sidecar.commitment import inference_commitment
+from lorachain.sidecar.decoding import sample
+from lorachain.sidecar.exact_matmul import ExactMatmul, exact_f64_matmul
+from lorachain.sidecar.fixed_point import (
+    F_HIDDEN,
+    F_PROB,
+    F_QKV,
+    HIDDEN_LIMIT,
+    LOG2E,
+    QKV_LIMIT,
+    apply_rope,
+    div_round,
+    quantize_rows,
+    rms_norm,
+    rshift_round,
+    silu_mul,
+    softmax_weights,
+)
+from lorachain.sidecar.types import GenerationRequest, GenerationResult, RequestError
+
+log = logging.getLogger(__name__)
+
+MAX_CONTEXT = 1 << 15  # keeps attention sums (probabilities * values * positions) below 2^53
+CACHE_CHUNK = 256
+
+
+@dataclass
+class Sequence:
+    """One request in flight: its tokens so far and its key/value cache."""
+
+    request: GenerationRequest
+    adapter: QuantizedAdapter | None
+    tokens: list[int]
+    output_ids: list[int] = field(default_factory=list)
+    cached: int = 0  # tokens whose keys and values are in the cache
+    keys: list[torch.Tensor] = field(default_factory=list)  # per layer [kv_heads, capacity, head_dim]
+    values: list[torch.Tensor] = field(default_factory=list)
+    done: bool = False
+    finish_reason: str | None = None
+
+    @property
+    def adapter_hashes(self) -> tuple[bytes, ...]:
+        return () if self.adapter is None else (self.adapter.hash,)
+
+
+@dataclass
+class _Linear:
+    weight: torch.Tensor  # int8 values in the matmul dtype, [N, K]
+    c: torch.Tensor  # int64 [N]
+    shift: int
+    bias: torch.Tensor | None
+
+
+def requantize(acc: torch.Tensor, c: torch.Tensor, shift, mantissa: torch.Tensor, exponent: torch.Tensor):
+    """``acc * c * mantissa * 2^(exponent - shift)`` rounded, in two steps that stay inside int64.
+
+    ``acc`` is an int8 x int8 dot product, ``c``/``shift`` the weight's channel multipliers, and
+    ``mantissa``/``exponent`` the row scale of the quantized activations (see ``quantize_rows``).
+    """
+    return rshift_round(rshift_round(acc * c, 16) * mantissa, shift - 16 - exponent)
+
+
+class _LoraBatch:
+    """The adapters of one batch composition, stacked per module so rows gather their own adapter."""
+
+    def __init__(self, adapters: list[QuantizedAdapter], mm: ExactMatmul, device: torch.device) -> None:
+        self.adapters = adapters
+        self.modules: dict[tuple[int, str], tuple] = {}
+        keys = sorted({key for a in adapters for key in a.modules})
+        for key in keys:
+            pairs = [a.modules.get(key) for a in adapters]
+            present = [p for p in pairs if p is not None]
+            rank = max(p[0].q.shape[0] for p in present)
+            fan_in, fan_out = present[0][0].q.shape[1], present[0][1].q.shape[0]
+            slots = len(adapters) + 1  # slot 0: no adapter (zeros)
+            a_q = torch.zeros(slots, rank, fan_in, dtype=mm.dtype)
+            a_c = torch.zeros(slots, rank, dtype=torch.int64)
+            b_q = torch.zeros(slots, fan_out, rank, dtype=mm.dtype)
+            b_c = torch.zeros(slots, fan_out, dtype=torch.int64)
+            a_shift = torch.zeros(slots, dtype=torch.int64)
+            b_shift = torch.zeros(slots, dtype=torch.int64)
+            for i, pair in enumerate(pairs, start=1):
+                if pair is None:
+                    continue
+                a, b = pair
+                r = a.q.shape[0]
+                a_q[i, :r], a_c[i, :r], a_shift[i] = a.q.to(mm.dtype), a.c, a.shift
+                b_q[i, :, :r], b_c[i], b_shift[i] = b.q.to(mm.dtype), b.c, b.shift
+            self.modules[key] = tuple(t.to(device) for t in (a_q, a_c, a_shift, b_q, b_c, b_shift))
+
+    def apply(self, key, slots, qx, mantissa, exponent, mm: ExactMatmul) -> torch.Tensor | None:
+        """The LoRA term ``scaling * B (A x)`` for each row (zero for rows in slot 0), in F_HIDDEN."""
+        module = self.modules.get(key)
+        if module is None:
+            return None
+        a_q, a_c, a_shift, b_q, b_c, b_shift = module
+        acc = mm.batched(qx[:, None, :], a_q[slots])[:, 0, :]  # [M, r]
+        t = requantize(acc, a_c[slots], a_shift[slots][:, None], mantissa, exponent)
+        qt, mt, et = quantize_rows(t)
+        acc_b = mm.batched(qt[:, None, :], b_q[slots])[:, 0, :]  # [M, N]
+        return requantize(acc_b, b_c[slots], b_shift[slots][:, None], mt, et)
+
+
+class ExactEngine:
+    """Integer inference for one quantized model and its adapter store, on one device."""
+
+    def __init__(
+        self,
+        model: QuantizedModel,
+        store: AdapterStore,
+        device: torch.device | str = "cpu",
+        max_new_tokens_limit: int = 1024,
+    ) -> None:
+        cfg = model.config
+        if cfg.max_position_embeddings > MAX_CONTEXT:
+            raise ValueError(f"context {cfg.max_position_embeddings} exceeds the exact engine's {MAX_CONTEXT}")
+        self.model = model
+        self.config = cfg
+        self.model_hash = model.hash
+        self.tokenizer: Tokenizer = model.tokenizer
+        self.context_length = cfg.max_position_embeddings
+        self.max_new_tokens_limit = min(max_new_tokens_limit, cfg.max_position_embeddings - 1)
+        self.store = store
+        self.device = torch.device(device)
+        self.mm = ExactMatmul(self.device)
+        t = {k: v.to(self.device) for k, v in model.tensors.items()}
+        self.embed_q, self.embed_c, self.embed_shift = t["embed.q"], t["embed.c"], model.shifts["embed"]
+        self.layers: list[dict[str, _Linear]] = []
+        self.norms: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for i in range(cfg.num_hidden_layers):
+            layer = {}
+            for short in PROJECTIONS:
+                name = f"layers.{i}.{short}"
+                layer[short] = _Linear(
+                    self.mm.weights(t[f"{name}.q"]), t[f"{name}.c"], model.shifts[name], t.get(f"{name}.bias")
+                )
+            self.layers.append(layer)
+            self.norms.append((t[f"layers.{i}.input_norm"], t[f"layers.{i}.post_norm"]))
+        self.final_norm = t["norm"]
+        self.lm_head = _Linear(self.mm.weights(t["lm_head.q"]), t["lm_head.c"], model.shifts["lm_head"], None)
+        self.rope_cos, self.rope_sin = t["rope.cos"], t["rope.sin"]
+        self.eps_q40 = model.eps_q40
+        # log2(e) / sqrt(head_dim) in F_EXP, correctly rounded
+        self.score_multiplier = int((Decimal(LOG2E) / Decimal(cfg.head_dim).sqrt()).to_integral_value())
+        self._lora_cache: dict[tuple[bytes, ...], _LoraBatch] = {}
+
+    # --- requests ------------------------------------------------------------------------------------
+
+    def start(self, request: GenerationRequest) -> Sequence:
+        """Validate ``request`` and return its sequence, ready for :meth:`step`."""
+        params = request.params
+        params.validate(self.max_new_tokens_limit)
+        prompt = request.prompt_ids
+        vocab = self.config.vocab_size
+        if not prompt:
+            raise RequestError("the prompt is empty")
+        if any(not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < vocab for t in prompt):
+            raise RequestError(f"prompt token ids must be integers in 0..{vocab - 1}")
+        if any(not isinstance(t, int) or not 0 <= t < vocab for t in params.stop_ids):
+            raise RequestError(f"stop ids must be integers in 0..{vocab - 1}")
+        if len(prompt) >= self.context_length:
+            raise RequestError(f"the prompt has {len(prompt)} tokens; the context holds {self.context_length}")
+        if len(prompt) + params.max_new_tokens > self.context_length:
+            raise RequestError(
+                f"prompt ({len(prompt)} tokens) plus max_new_tokens ({params.max_new_tokens}) exceeds the "
+                f"context of {self.context_length} tokens"
+            )
+        adapter = self.store.get(request.adapter_id) if request.adapter_id is not None else None
+        return Sequence(request=request, adapter=adapter, tokens=list(prompt))
+
+    def finish(self, seq: Sequence) -> GenerationResult:
+        req = seq.request
+        commitment = inference_commitment(
+            self.model_hash, seq.adapter_hashes, req.prompt_ids, seq.output_ids, req.params
+        )
+        return GenerationResult(
+            output_ids=tuple(seq.output_ids),
+            finish_reason=seq.finish_reason or "length",
+            commitment=commitment,
+            model_hash=self.model_hash,
+            adapter_hashes=seq.adapter_hashes,
+            prompt_tokens=len(req.prompt_ids),
+        )
+
+    def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        """Run ``requests`` together to completion."""
+        seqs = [self.start(r) for r in requests]
+        while not all(s.done for s in seqs):
+            self.step(seqs)
+        return [self.finish(s) for s in seqs]
+
+    def info(self) -> dict:
+        cfg = self.config
+        return {
+            "model_hash": "0x" + self.model_hash.hex(),
+            "config": cfg.to_json(),
+            "vocab_size": cfg.vocab_size,
+            "context_length": self.context_length,
+            "max_new_tokens": self.max_new_tokens_limit,
+            "device": str(self.device),
+            "matmul_dtype": str(self.mm.dtype).removeprefix("torch."),
+        }
+
+    # --- the forward pass ----------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def step(self, seqs: list[Sequence]) -> None:
+        """Advance every unfinished sequence by one token."""
+        active = [s for s in seqs if not s.done]
+        if not active:
+            return
+        logits = self.forward(active)
+        for seq, row in zip(active, logits, strict=True):
+            token = sample(row, seq.request.params, len(seq.output_ids))
+            seq.tokens.append(token)
+            seq.output_ids.append(token)
+            if token in seq.request.params.stop_ids:
+                seq.done, seq.finish_reason = True, "stop"
+            elif len(seq.output_ids) >= seq.request.params.max_new_tokens or len(seq.tokens) >= self.context_length:
+                seq.done, seq.finish_reason = True, "length"
+
+    def forward(self, seqs: list[Sequence]) -> torch.Tensor:
+        """Run every sequence's uncached tokens; return the last position's logits per sequence (F_HIDDEN)."""
+        cfg = self.config
+        ids, positions, spans = [], [], []
+        for seq in seqs:
+            new = seq.tokens[seq.cached :]
+            spans.append((len(ids), len(new)))
+            ids.extend(new)
+            positions.extend(range(seq.cached, seq.cached + len(new)))
+            self._reserve_cache(seq, seq.cached + len(new))
+        ids_t = torch.tensor(ids, dtype=torch.int64, device=self.device)
+        pos_t = torch.tensor(positions, dtype=torch.int64, device=self.device)
+        rows_slot, lora = self._lora_rows(seqs, spans)
+        cos, sin = self.rope_cos[pos_t][:, None, :], self.rope_sin[pos_t][:, None, :]
+        x = rshift_round(self.embed_q[ids_t].to(torch.int64) * self.embed_c[ids_t][:, None], self.embed_shift)
+        heads, kv_heads, head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+        for i, layer in enumerate(self.layers):
+            input_norm, post_norm = self.norms[i]
+            qx, m, e = quantize_rows(rms_norm(x, input_norm, self.eps_q40))
+            q = self._qkv(self._linear(i, "q", layer, qx, m, e, rows_slot, lora), heads, cos, sin)
+            k = self._qkv(self._linear(i, "k", layer, qx, m, e, rows_slot, lora), kv_heads, cos, sin)
+            v = self._qkv(self._linear(i, "v", layer, qx, m, e, rows_slot, lora), kv_heads)
+            attn = torch.empty(len(ids), heads * head_dim, dtype=torch.int64, device=self.device)
+            for seq, (start, count) in zip(seqs, spans, strict=True):
+                attn[start : start + count] = self._attend(seq, i, q[start : start + count], k[start : start + count],
+                                                           v[start : start + count])  # fmt: skip
+            qx, m, e = quantize_rows(attn)
+            x = (x + self._linear(i, "o", layer, qx, m, e, rows_slot, lora)).clamp(-HIDDEN_LIMIT, HIDDEN_LIMIT)
+            qx, m, e = quantize_rows(rms_norm(x, post_norm, self.eps_q40))
+            gate = self._linear(i, "gate", layer, qx, m, e, rows_slot, lora)
+            up = self._linear(i, "up", layer, qx, m, e, rows_slot, lora)
+            qx, m, e = quantize_rows(silu_mul(gate, up))
+            x = (x + self._linear(i, "down", layer, qx, m, e, rows_slot, lora)).clamp(-HIDDEN_LIMIT, HIDDEN_LIMIT)
+        for seq, (_, count) in zip(seqs, spans, strict=True):
+            seq.cached += count
+        last = torch.tensor([start + count - 1 for start, count in spans], device=self.device)
+        qx, m, e = quantize_rows(rms_norm(x[last], self.final_norm, self.eps_q40))
+        head = self.lm_head
+        return requantize(self.mm.linear(qx, head.weight), head.c, head.shift, m, e)
+
+    def _linear(self, index, short, layer, qx, m, e, rows_slot, lora) -> torch.Tensor:
+        lin: _Linear = layer[short]
+        y = requantize(self.mm.linear(qx, lin.weight), lin.c, lin.shift, m, e)
+        if lin.bias is not None:
+            y = y + lin.bias
+        if lora is not None:
+            delta = lora.apply((index, short), rows_slot, qx, m, e, self.mm)
+            if delta is not None:
+                y = y + delta
+        return y
+
+    def _qkv(self, y: torch.Tensor, n_heads: int, cos=None, sin=None) -> torch.Tensor:
+        """F_HIDDEN projections to clamped F_QKV heads [M, heads, head_dim], rotated when cos/sin are given."""
+        out = rshift_round(y, F_HIDDEN - F_QKV).clamp(-QKV_LIMIT, QKV_LIMIT).view(y.shape[0], n_heads, -1)
+        if cos is not None:
+            out = apply_rope(out, cos, sin).clamp(-QKV_LIMIT, QKV_LIMIT)
+        return out
+
+    def _attend(self, seq: Sequence, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Causal attention of this sequence's new rows over its cache: [T, heads, d] -> [T, heads * d]."""
+        cfg = self.config
+        start, count = seq.cached, q.shape[0]
+        end = start + count
+        keys, values = seq.keys[layer], seq.values[layer]
+        keys[:, start:end] = k.transpose(0, 1)
+        values[:, start:end] = v.transpose(0, 1)
+        kv_heads, group = cfg.num_key_value_heads, cfg.num_attention_heads // cfg.num_key_value_heads
+        # [kv, group * T, d]: the query heads that share a key/value head, all new positions
+        qg = q.view(count, kv_heads, group, -1).permute(1, 2, 0, 3).reshape(kv_heads, group * count, -1)
+        scores = exact_f64_matmul(qg, keys[:, :end].transpose(1, 2))  # F_QKV * 2, [kv, group*T, end]
+        log2_units = rshift_round(scores * self.score_multiplier, 2 * F_QKV)  # F_EXP base-2 exponents
+        query_pos = torch.arange(start, end, device=self.device).repeat(group)
+        valid = torch.arange(end, device=self.device)[None, :] <= query_pos[:, None]
+        weights = softmax_weights(log2_units, valid[None])
+        probs = div_round(weights << F_PROB, weights.sum(-1, keepdim=True))
+        out = exact_f64_matmul(probs, values[:, :end])  # F_PROB + F_QKV, [kv, group*T, d]
+        out = rshift_round(out, F_PROB + F_QKV - F_HIDDEN)
+        return out.view(kv_heads, group, count, -1).permute(2, 0, 1, 3).reshape(count, -1)
+
+    def _reserve_cache(self, seq: Sequence, length: int) -> None:
+        cfg = self.config
+        capacity = seq.keys[0].shape[1] if seq.keys else 0
+        if length <= capacity:
+            return
+        new_capacity = min(self.context_length, -(-length // CACHE_CHUNK) * CACHE_CHUNK)
+        shape = (cfg.num_key_value_heads, new_capacity, cfg.head_dim)
+        for store in (seq.keys, seq.values):
+            for i in range(cfg.num_hidden_layers):
+                grown = torch.zeros(shape, dtype=torch.int64, device=self.device)
+                if i < len(store):
+                    grown[:, :capacity] = store[i][:, :capacity]
+                    store[i] = grown
+                else:
+                    store.append(grown)
+
+    def _lora_rows(self, seqs: list[Sequence], spans) -> tuple[torch.Tensor | None, _LoraBatch | None]:
+        adapters: dict[bytes, QuantizedAdapter] = {}
+        for seq in seqs:
+            if seq.adapter is not None:
+                adapters.setdefault(seq.adapter.hash, seq.adapter)
+        if not adapters:
+            return None, None
+        key = tuple(sorted(adapters))
+        lora = self._lora_cache.get(key)
+        if lora is None:
+            if len(self._lora_cache) >= 8:
+                self._lora_cache.pop(next(iter(self._lora_cache)))
+            lora = self._lora_cache[key] = _LoraBatch([adapters[h] for h in key], self.mm, self.device)
+        slot_of = {h: i + 1 for i, h in enumerate(key)}
+        slots = []
+        for seq, (_, count) in zip(seqs, spans, strict=True):
+            slots.extend([slot_of[seq.adapter.hash] if seq.adapter is not None else 0] * count)
+        return torch.tensor(slots, dtype=torch.int64, device=self.device), lora
+
+
+def load_engine(
+    model_dir: str | Path,
+    adapters_dir: str | Path | None = None,
+    device: str = "cpu",
+    cache: Path = DEFAULT_CACHE,
+    max_new_tokens_limit: int = 1024,
+) -> ExactEngine:
+    """An engine for a checkpoint folder (converted once and cached) or an artifact file."""
+    model = load_model(model_dir, cache)
+    directory = Path(adapters_dir) if adapters_dir else cache / "adapters" / ("0x" + model.hash.hex())
+    store = AdapterStore(directory, model.config, device=device)
+    log.info("model 0x%s loaded: %s", model.hash.hex(), model.config)
+    return ExactEngine(model, store, device=device, max_new_tokens_limit=max_new_tokens_limit)
