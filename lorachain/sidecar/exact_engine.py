@@ -260,6 +260,10 @@ class ExactEngine:
         rows_slot, lora = self._lora_rows(seqs, spans)
         cos, sin = self.rope_cos[pos_t][:, None, :], self.rope_sin[pos_t][:, None, :]
         x = rshift_round(self.embed_q[ids_t].to(torch.int64) * self.embed_c[ids_t][:, None], self.embed_shift)
+        # Sequences past their prompt contribute one row each: their attention runs as one batch.
+        decode_seqs = [seq for seq, (_, count) in zip(seqs, spans, strict=True) if count == 1 and seq.cached > 0]
+        decode_rows = [start for seq, (start, count) in zip(seqs, spans, strict=True) if count == 1 and seq.cached > 0]
+        decode_rows_t = torch.tensor(decode_rows, dtype=torch.int64, device=self.device)
         heads, kv_heads, head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         for i, layer in enumerate(self.layers):
             input_norm, post_norm = self.norms[i]
@@ -269,8 +273,12 @@ class ExactEngine:
             v = self._qkv(self._linear(i, "v", layer, qx, m, e, rows_slot, lora), kv_heads)
             attn = torch.empty(len(ids), heads * head_dim, dtype=torch.int64, device=self.device)
             for seq, (start, count) in zip(seqs, spans, strict=True):
-                attn[start : start + count] = self._attend(seq, i, q[start : start + count], k[start : start + count],
-                                                           v[start : start + count])  # fmt: skip
+                if count > 1 or not decode_rows:
+                    rows = slice(start, start + count)
+                    attn[rows] = self._attend(seq, i, q[rows], k[rows], v[rows])
+            if decode_rows:
+                attn[decode_rows_t] = self._attend_decode(decode_seqs, i, q[decode_rows_t], k[decode_rows_t],
+                                                          v[decode_rows_t])  # fmt: skip
             qx, m, e = quantize_rows(attn)
             x = (x + self._linear(i, "o", layer, qx, m, e, rows_slot, lora)).clamp(-HIDDEN_LIMIT, HIDDEN_LIMIT)
             qx, m, e = quantize_rows(rms_norm(x, post_norm, self.eps_q40))
@@ -324,6 +332,31 @@ class ExactEngine:
         out = rshift_round(out, F_PROB + F_QKV - F_HIDDEN)
         return out.view(kv_heads, group, count, -1).permute(2, 0, 1, 3).reshape(count, -1)
 
+    def _attend_decode(self, seqs: list[Sequence], layer: int, q, k, v) -> torch.Tensor:
+        """One new row per sequence, all sequences at once: [B, heads, d] -> [B, heads * d].
+
+        Caches are stacked and zero-padded to the longest; padded positions get weight exactly 0, so each
+        row's result is what :meth:`_attend` would give it alone.
+        """
+        cfg = self.config
+        ends = [seq.cached + 1 for seq in seqs]
+        longest = max(ends)
+        for seq, key, value in zip(seqs, k, v, strict=True):
+            seq.keys[layer][:, seq.cached] = key
+            seq.values[layer][:, seq.cached] = value
+        keys = torch.stack([_padded(seq.keys[layer], longest) for seq in seqs])  # [B, kv, L, d]
+        values = torch.stack([_padded(seq.values[layer], longest) for seq in seqs])
+        batch, kv_heads = len(seqs), cfg.num_key_value_heads
+        qg = q.view(batch, kv_heads, -1, cfg.head_dim)  # [B, kv, group, d]
+        scores = exact_f64_matmul(qg, keys.transpose(2, 3))  # [B, kv, group, L]
+        log2_units = rshift_round(scores * self.score_multiplier, 2 * F_QKV)
+        ends_t = torch.tensor(ends, device=self.device)
+        valid = (torch.arange(longest, device=self.device)[None, :] < ends_t[:, None])[:, None, None, :]
+        weights = softmax_weights(log2_units, valid)
+        probs = div_round(weights << F_PROB, weights.sum(-1, keepdim=True))
+        out = rshift_round(exact_f64_matmul(probs, values), F_PROB + F_QKV - F_HIDDEN)  # [B, kv, group, d]
+        return out.reshape(batch, -1)
+
     def _reserve_cache(self, seq: Sequence, length: int) -> None:
         cfg = self.config
         capacity = seq.keys[0].shape[1] if seq.keys else 0
@@ -358,6 +391,13 @@ class ExactEngine:
         for seq, (_, count) in zip(seqs, spans, strict=True):
             slots.extend([slot_of[seq.adapter.hash] if seq.adapter is not None else 0] * count)
         return torch.tensor(slots, dtype=torch.int64, device=self.device), lora
+
+
+def _padded(cache: torch.Tensor, length: int) -> torch.Tensor:
+    """The first ``length`` positions of a [kv, capacity, d] cache, zero-padded if it holds fewer."""
+    if cache.shape[1] >= length:
+        return cache[:, :length]
+    return torch.nn.functional.pad(cache, (0, 0, 0, length - cache.shape[1]))
 
 
 def load_engine(
