@@ -18,9 +18,9 @@ import torch
 from eth_utils import keccak
 from safetensors import SafetensorError
 from safetensors.torch import load as safetensors_load
-from safetensors.torch import save as safetensors_save
 
 from lorachain.sidecar.artifact import PROJECTIONS, safetensors_metadata
+from lorachain.sidecar.canonical import canonical_safetensors
 from lorachain.sidecar.checkpoint import LlamaConfig
 from lorachain.sidecar.quantize import QuantizedMatrix, dequantize_matrix, quantize_matrix
 from lorachain.sidecar.types import CorruptArtifactError, IncompatibleAdapterError, RequestError
@@ -135,7 +135,7 @@ def encode_adapter(
         "base_shape": json.dumps(shape, sort_keys=True),
         "shifts": json.dumps(shifts, sort_keys=True),
     }
-    blob = safetensors_save(dict(sorted(out.items())), metadata=metadata)
+    blob = canonical_safetensors(out, metadata)
     return blob, keccak(blob)
 
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 from eth_utils import keccak
 from safetensors.torch import load as safetensors_load
-from safetensors.torch import save as safetensors_save
 from tokenizers import Tokenizer
 
+from lorachain.sidecar.canonical import canonical_safetensors
 from lorachain.sidecar.checkpoint import CONFIG_FILE, INDEX_FILE, TOKENIZER_FILE, Checkpoint, LlamaConfig
 from lorachain.sidecar.fixed_point import F_HIDDEN, rope_tables
 from lorachain.sidecar.quantize import QuantizedMatrix, quantize_embedding, quantize_matrix, quantize_vector
@@ -93,7 +93,7 @@ def convert_checkpoint(ckpt: Checkpoint) -> tuple[bytes, bytes]:
         "shifts": json.dumps(shifts, sort_keys=True),
         "tokenizer": ckpt.tokenizer.to_str(),
     }
-    blob = safetensors_save({k: v.contiguous() for k, v in sorted(out.items())}, metadata=metadata)
+    blob = canonical_safetensors(out, metadata)
     return blob, keccak(blob)
 
 
