@@ -31,7 +31,7 @@ def test_isqrt_matches_math_isqrt():
 
 
 def test_bit_length_matches_python():
-    values = [0, 1, 2, 255, 256, (1 << 40) + 3, (1 << 62)]
+    values = [0, 1, 2, 255, 256, (1 << 40) + 3, (1 << 53) + 1, (1 << 60) - 1, (1 << 62), (1 << 63) - 1]
     assert bit_length(torch.tensor(values)).tolist() == [v.bit_length() for v in values]
 
 

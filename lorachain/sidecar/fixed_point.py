@@ -53,26 +53,28 @@ def div_round(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
 
 
 def bit_length(x: torch.Tensor) -> torch.Tensor:
-    """Number of bits of non-negative int64 values (0 for 0), by binary search on shifts."""
-    n = torch.zeros_like(x)
-    v = x.clone()
-    for step in (32, 16, 8, 4, 2, 1):
-        big = v >= (1 << step)
-        n = n + big * step
-        v = torch.where(big, v >> step, v)
-    return n + (v > 0)
+    """Number of bits of non-negative int64 values (0 for 0).
+
+    The float64 exponent is only an estimate (exact below 2^53, off by one at most above); the two integer
+    comparisons make the result exact, so it cannot depend on the device's float conversion.
+    """
+    n = torch.frexp(x.to(torch.float64)).exponent.to(torch.int64).clamp(max=63)
+    one = torch.ones_like(x)
+    n = torch.where((n > 0) & ((one << (n - 1).clamp(min=0)) > x), n - 1, n)
+    return torch.where((n < 63) & ((one << n.clamp(max=62)) <= x), n + 1, n)
 
 
 def isqrt(x: torch.Tensor) -> torch.Tensor:
-    """Floor square root of non-negative int64 values (Newton's method from above, then a fix-up)."""
-    r = torch.ones_like(x) << ((bit_length(x) + 1) >> 1)  # >= sqrt(x)
-    for _ in range(40):
-        nxt = (r + x // r.clamp(min=1)) >> 1
-        if bool((nxt >= r).all()):
-            break
-        r = torch.minimum(r, nxt)
+    """Floor square root of non-negative int64 values below 2^62.
+
+    A float64 square root (correctly rounded under IEEE 754) gives an estimate within one of the answer;
+    integer comparisons then make it exact.
+    """
+    r = torch.sqrt(x.to(torch.float64)).to(torch.int64)
     r = torch.where(r * r > x, r - 1, r)
-    return r.clamp(min=0)
+    r = torch.where(r * r > x, r - 1, r)
+    r = torch.where((r + 1) * (r + 1) <= x, r + 1, r)
+    return torch.where((r + 1) * (r + 1) <= x, r + 1, r)
 
 
 def row_scale(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
