@@ -41,10 +41,19 @@ def rshift_round(x: torch.Tensor, shift: torch.Tensor | int) -> torch.Tensor:
         if shift <= 0:
             return x << -shift
         return (x + (1 << (shift - 1))) >> shift
-    positive = shift.clamp(min=1)
-    down = (x + (torch.ones_like(positive) << (positive - 1))) >> positive
-    up = x << (-shift).clamp(min=0)
-    return torch.where(shift > 0, down, up)
+    down = shift.clamp(min=0)
+    return ((x << (-shift).clamp(min=0)) + _half(down)) >> down
+
+
+_HALVES: dict[torch.device, torch.Tensor] = {}
+
+
+def _half(shift: torch.Tensor) -> torch.Tensor:
+    """``2^(shift - 1)`` for shift > 0 and 0 for shift == 0, by table lookup."""
+    table = _HALVES.get(shift.device)
+    if table is None:
+        table = _HALVES[shift.device] = torch.tensor([0] + [1 << (i - 1) for i in range(1, 64)], device=shift.device)
+    return table[shift]
 
 
 def div_round(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
