@@ -42,7 +42,7 @@ from lorachain.sidecar.fixed_point import (
     silu_mul,
     softmax_weights,
 )
-from lorachain.sidecar.types import GenerationRequest, GenerationResult, RequestError
+from lorachain.sidecar.types import DecodingParams, GenerationRequest, GenerationResult, RequestError
 
 log = logging.getLogger(__name__)
 
@@ -245,8 +245,16 @@ class ExactEngine:
             elif len(seq.output_ids) >= seq.request.params.max_new_tokens or len(seq.tokens) >= self.context_length:
                 seq.done, seq.finish_reason = True, "length"
 
-    def forward(self, seqs: list[Sequence]) -> torch.Tensor:
-        """Run every sequence's uncached tokens; return the last position's logits per sequence (F_HIDDEN)."""
+    @torch.inference_mode()
+    def score(self, token_ids: list[int], adapter_id: str | None = None) -> torch.Tensor:
+        """Integer logits (F_HIDDEN) at every position of ``token_ids``: row i predicts token i + 1."""
+        request = GenerationRequest(tuple(token_ids), adapter_id, DecodingParams(max_new_tokens=1))
+        seq = self.start(request)
+        return self.forward([seq], all_positions=True)
+
+    def forward(self, seqs: list[Sequence], all_positions: bool = False) -> torch.Tensor:
+        """Run every sequence's uncached tokens; return the last position's logits per sequence (F_HIDDEN),
+        or with ``all_positions`` the logits of every new row."""
         cfg = self.config
         ids, positions, spans = [], [], []
         for seq in seqs:
@@ -288,8 +296,9 @@ class ExactEngine:
             x = (x + self._linear(i, "down", layer, qx, m, e, rows_slot, lora)).clamp(-HIDDEN_LIMIT, HIDDEN_LIMIT)
         for seq, (_, count) in zip(seqs, spans, strict=True):
             seq.cached += count
-        last = torch.tensor([start + count - 1 for start, count in spans], device=self.device)
-        qx, m, e = quantize_rows(rms_norm(x[last], self.final_norm, self.eps_q40))
+        if not all_positions:
+            x = x[torch.tensor([start + count - 1 for start, count in spans], device=self.device)]
+        qx, m, e = quantize_rows(rms_norm(x, self.final_norm, self.eps_q40))
         head = self.lm_head
         return requantize(self.mm.linear(qx, head.weight), head.c, head.shift, m, e)
 
