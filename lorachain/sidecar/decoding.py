@@ -15,11 +15,16 @@ from lorachain.sidecar.fixed_point import F_HIDDEN, LOG2E, div_round, rshift_rou
 from lorachain.sidecar.types import DecodingParams
 
 
+def greedy_rows(logits: torch.Tensor) -> torch.Tensor:
+    """Per row, the index of the largest value; the lowest index wins ties (whatever the device's argmax does)."""
+    top = logits.amax(dim=-1, keepdim=True)
+    ids = torch.arange(logits.shape[-1], device=logits.device)
+    return torch.where(logits == top, ids, logits.shape[-1]).amin(dim=-1)
+
+
 def greedy(logits: torch.Tensor) -> int:
     """Index of the largest value in a 1-D integer tensor; the lowest index wins ties."""
-    top = logits.max()
-    ids = torch.arange(logits.shape[0], device=logits.device)
-    return int(torch.where(logits == top, ids, logits.shape[0]).min())
+    return int(greedy_rows(logits))
 
 
 def counter_random(seed: bytes, step: int) -> int:

@@ -25,7 +25,7 @@ from lorachain.sidecar.adapter_store import AdapterStore
 from lorachain.sidecar.adapters import QuantizedAdapter
 from lorachain.sidecar.artifact import DEFAULT_CACHE, PROJECTIONS, QuantizedModel, load_model
 from lorachain.sidecar.commitment import inference_commitment
-from lorachain.sidecar.decoding import sample
+from lorachain.sidecar.decoding import greedy_rows, sample
 from lorachain.sidecar.exact_matmul import ExactMatmul, exact_f64_matmul
 from lorachain.sidecar.fixed_point import (
     F_HIDDEN,
@@ -99,20 +99,20 @@ class _LoraBatch:
             rank = max(p[0].q.shape[0] for p in present)
             fan_in, fan_out = present[0][0].q.shape[1], present[0][1].q.shape[0]
             slots = len(adapters) + 1  # slot 0: no adapter (zeros)
-            a_q = torch.zeros(slots, rank, fan_in, dtype=mm.dtype)
-            a_c = torch.zeros(slots, rank, dtype=torch.int64)
-            b_q = torch.zeros(slots, fan_out, rank, dtype=mm.dtype)
-            b_c = torch.zeros(slots, fan_out, dtype=torch.int64)
-            a_shift = torch.zeros(slots, dtype=torch.int64)
-            b_shift = torch.zeros(slots, dtype=torch.int64)
+            a_q = torch.zeros(slots, rank, fan_in, dtype=mm.dtype, device=device)
+            a_c = torch.zeros(slots, rank, dtype=torch.int64, device=device)
+            b_q = torch.zeros(slots, fan_out, rank, dtype=mm.dtype, device=device)
+            b_c = torch.zeros(slots, fan_out, dtype=torch.int64, device=device)
+            a_shift = torch.zeros(slots, dtype=torch.int64, device=device)
+            b_shift = torch.zeros(slots, dtype=torch.int64, device=device)
             for i, pair in enumerate(pairs, start=1):
                 if pair is None:
                     continue
                 a, b = pair
                 r = a.q.shape[0]
-                a_q[i, :r], a_c[i, :r], a_shift[i] = a.q.to(mm.dtype), a.c, a.shift
-                b_q[i, :, :r], b_c[i], b_shift[i] = b.q.to(mm.dtype), b.c, b.shift
-            self.modules[key] = tuple(t.to(device) for t in (a_q, a_c, a_shift, b_q, b_c, b_shift))
+                a_q[i, :r], a_c[i, :r], a_shift[i] = a.q.to(device, mm.dtype), a.c.to(device), a.shift
+                b_q[i, :, :r], b_c[i], b_shift[i] = b.q.to(device, mm.dtype), b.c.to(device), b.shift
+            self.modules[key] = (a_q, a_c, a_shift, b_q, b_c, b_shift)
 
     def apply(self, key, slots, qx, mantissa, exponent, mm: ExactMatmul) -> torch.Tensor | None:
         """The LoRA term ``scaling * B (A x)`` for each row (zero for rows in slot 0), in F_HIDDEN."""
@@ -236,8 +236,10 @@ class ExactEngine:
         if not active:
             return
         logits = self.forward(active)
-        for seq, row in zip(active, logits, strict=True):
-            token = sample(row, seq.request.params, len(seq.output_ids))
+        greedy_tokens = greedy_rows(logits).tolist()  # one device sync for the whole batch
+        for seq, row, greedy_token in zip(active, logits, greedy_tokens, strict=True):
+            params = seq.request.params
+            token = greedy_token if params.temperature_milli == 0 else sample(row, params, len(seq.output_ids))
             seq.tokens.append(token)
             seq.output_ids.append(token)
             if token in seq.request.params.stop_ids:

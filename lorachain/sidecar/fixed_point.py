@@ -115,9 +115,19 @@ def exp2_table() -> torch.Tensor:
 EXP2_TABLE = exp2_table()
 
 
+_DEVICE_COPIES: dict[tuple[int, torch.device], torch.Tensor] = {}
+
+
+def _on_device(table: torch.Tensor, device: torch.device) -> torch.Tensor:
+    key = (id(table), device)
+    if key not in _DEVICE_COPIES:
+        _DEVICE_COPIES[key] = table.to(device)
+    return _DEVICE_COPIES[key]
+
+
 def exp2_neg(d: torch.Tensor) -> torch.Tensor:
     """``2^(-d / 2^16) * 2^16`` for ``d >= 0`` (a base-2 exponent in F_EXP fixed point), as an integer."""
-    table = EXP2_TABLE.to(d.device)
+    table = EXP2_TABLE if d.device.type == "cpu" else _on_device(EXP2_TABLE, d.device)
     whole = (d >> F_EXP).clamp(max=62)
     frac = (d & ((1 << F_EXP) - 1)) >> (F_EXP - EXP_LUT_BITS)
     return table[frac] >> whole
