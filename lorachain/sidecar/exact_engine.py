@@ -87,7 +87,14 @@ def requantize(acc: torch.Tensor, c: torch.Tensor, shift, mantissa: torch.Tensor
 
 
 class _LoraBatch:
-    """The adapters of one batch composition, stacked per module so rows gather their own adapter."""
+    """The adapters of one batch composition, laid side by side per module (Punica-style segmented LoRA).
+
+    Per module, A of every adapter is stacked into one [slots * r, in] matrix and B into one
+    [out, slots * r] matrix (slot 0 is "no adapter", all zeros; smaller ranks are zero-padded). A row's
+    LoRA term is then two ordinary GEMMs: ``x @ A_all.T`` from which the row keeps its own slot's r
+    values, and ``t_sparse @ B_all.T`` where ``t_sparse`` is zero outside the row's slot. Zeros add
+    exactly nothing, so each row gets the same integers as it would alone.
+    """
 
     def __init__(self, adapters: list[QuantizedAdapter], mm: ExactMatmul, device: torch.device) -> None:
         self.adapters = adapters
@@ -101,7 +108,7 @@ class _LoraBatch:
             slots = len(adapters) + 1  # slot 0: no adapter (zeros)
             a_q = torch.zeros(slots, rank, fan_in, dtype=mm.dtype, device=device)
             a_c = torch.zeros(slots, rank, dtype=torch.int64, device=device)
-            b_q = torch.zeros(slots, fan_out, rank, dtype=mm.dtype, device=device)
+            b_q = torch.zeros(fan_out, slots, rank, dtype=mm.dtype, device=device)
             b_c = torch.zeros(slots, fan_out, dtype=torch.int64, device=device)
             a_shift = torch.zeros(slots, dtype=torch.int64, device=device)
             b_shift = torch.zeros(slots, dtype=torch.int64, device=device)
@@ -111,19 +118,24 @@ class _LoraBatch:
                 a, b = pair
                 r = a.q.shape[0]
                 a_q[i, :r], a_c[i, :r], a_shift[i] = a.q.to(device, mm.dtype), a.c.to(device), a.shift
-                b_q[i, :, :r], b_c[i], b_shift[i] = b.q.to(device, mm.dtype), b.c.to(device), b.shift
-            self.modules[key] = (a_q, a_c, a_shift, b_q, b_c, b_shift)
+                b_q[:, i, :r], b_c[i], b_shift[i] = b.q.to(device, mm.dtype), b.c.to(device), b.shift
+            a_all = a_q.reshape(slots * rank, fan_in)
+            b_all = b_q.reshape(fan_out, slots * rank)
+            self.modules[key] = (a_all, a_c, a_shift, b_all, b_c, b_shift, slots, rank)
 
     def apply(self, key, slots, qx, mantissa, exponent, mm: ExactMatmul) -> torch.Tensor | None:
         """The LoRA term ``scaling * B (A x)`` for each row (zero for rows in slot 0), in F_HIDDEN."""
         module = self.modules.get(key)
         if module is None:
             return None
-        a_q, a_c, a_shift, b_q, b_c, b_shift = module
-        acc = mm.batched(qx[:, None, :], a_q[slots])[:, 0, :]  # [M, r]
+        a_all, a_c, a_shift, b_all, b_c, b_shift, n_slots, rank = module
+        rows = torch.arange(qx.shape[0], device=qx.device)
+        acc = mm.linear(qx, a_all).view(-1, n_slots, rank)[rows, slots]  # [M, r]: the row's own adapter
         t = requantize(acc, a_c[slots], a_shift[slots][:, None], mantissa, exponent)
         qt, mt, et = quantize_rows(t)
-        acc_b = mm.batched(qt[:, None, :], b_q[slots])[:, 0, :]  # [M, N]
+        sparse = torch.zeros(qx.shape[0], n_slots, rank, dtype=torch.int64, device=qx.device)
+        sparse[rows, slots] = qt
+        acc_b = mm.linear(sparse.view(qx.shape[0], -1), b_all)  # [M, N]
         return requantize(acc_b, b_c[slots], b_shift[slots][:, None], mt, et)
 
 
