@@ -13,6 +13,7 @@ from typing import Any
 
 from lorachain.genesis.genesis import GenesisError, devnet_genesis, load_genesis, parse_genesis
 from lorachain.node.chain import Blockchain, ChainError
+from lorachain.sidecar.types import SidecarError
 
 log = logging.getLogger("lorachain")
 
@@ -198,7 +199,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--datadir", required=True)
     p.add_argument("--genesis", help="genesis.json for a new datadir (default: devnet genesis)")
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("model", help="base models: build the devnet model, convert checkpoints to exact artifacts")
+    models = p.add_subparsers(dest="model_command", required=True)
+    m = models.add_parser("init-devnet", help="build the devnet base model (deterministic; cached afterwards)")
+    m.add_argument("--out", default=None, help="model folder (default ~/.cache/lorachain/devnet-model)")
+    m.add_argument("--size", choices=["devnet", "tiny"], default="devnet", help="tiny: a seconds-long build for tests")
+    m.add_argument("--seed", type=int, default=0)
+    m.set_defaults(func=cmd_model_init_devnet)
+    m = models.add_parser("convert", help="quantize a checkpoint folder into its exact artifact; print the hash")
+    m.add_argument("--model", required=True, help="Hugging Face style Llama checkpoint folder")
+    m.add_argument("--cache", default=None, help="artifact cache (default ~/.cache/lorachain or $LORACHAIN_CACHE)")
+    m.set_defaults(func=cmd_model_convert)
     return parser
+
+
+def cmd_model_init_devnet(args: argparse.Namespace) -> int:
+    from lorachain.sidecar.devnet_model import DEFAULT_OUT, build_devnet_model
+
+    print(build_devnet_model(args.out or DEFAULT_OUT, size=args.size, seed=args.seed))
+    return 0
+
+
+def cmd_model_convert(args: argparse.Namespace) -> int:
+    from lorachain.sidecar.artifact import DEFAULT_CACHE, artifact_path, load_model
+
+    cache = Path(args.cache).expanduser() if args.cache else DEFAULT_CACHE
+    model = load_model(args.model, cache)
+    print(json.dumps({"model_hash": "0x" + model.hash.hex(), "artifact": str(artifact_path(cache, model.hash))}))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.log_level, args.log_format)
     try:
         return args.func(args)
-    except (GenesisError, ChainError) as exc:
+    except (GenesisError, ChainError, SidecarError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -7,6 +7,7 @@ import json
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -255,3 +256,16 @@ def test_bad_adapters_are_refused_and_the_store_is_unharmed(world, tmp_path):
         store.register(tmp_path / "missing")
     assert store.ids() == before
     assert world["engine"].generate([world["requests"][1]])[0] == world["alone"][1]
+
+
+def test_cli_convert_prints_the_artifact_hash(world, tmp_path):
+    cli = [sys.executable, "-m", "lorachain.cli", "model", "convert"]
+    proc = subprocess.run([*cli, "--model", str(world["model_dir"]), "--cache", str(tmp_path)], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["model_hash"] == "0x" + world["engine"].model_hash.hex()
+    assert Path(out["artifact"]).is_file()
+    bad = subprocess.run([sys.executable, "-m", "lorachain.cli", "model", "convert", "--model", str(tmp_path / "none")],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert bad.returncode == 1 and "does not exist" in bad.stderr

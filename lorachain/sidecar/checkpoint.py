@@ -21,6 +21,8 @@ from safetensors import safe_open
 from safetensors.torch import save as safetensors_save
 from tokenizers import Tokenizer
 
+from lorachain.sidecar.types import CheckpointError
+
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -31,10 +33,6 @@ SHARD_RE = re.compile(r"model-\d{5}-of-\d{5}\.safetensors")
 LLAMA_LIKE_MODEL_TYPES = ("llama", "mistral", "qwen2")
 LOADABLE_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)  # buffers some old conversions saved; recomputed from rope_theta
-
-
-class CheckpointError(ValueError):
-    """A checkpoint folder that cannot be used: missing file, malformed config, bad or missing tensor."""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,13 @@ class RequestError(SidecarError):
     """A request that cannot be served as asked (too long, too many tokens, bad parameters)."""
 
 
+class CheckpointError(SidecarError):
+    """A checkpoint folder that cannot be used: missing file, malformed config, bad or missing tensor."""
+
+    status = 422
+    code = "bad_checkpoint"
+
+
 class UnknownAdapterError(SidecarError):
     status = 404
     code = "unknown_adapter"
