@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import torch
@@ -10,6 +11,7 @@ from safetensors.torch import save_file
 
 from lorachain.sidecar.checkpoint import LlamaConfig
 from lorachain.sidecar.devnet_model import build_devnet_model
+from lorachain.sidecar.types import DecodingParams, GenerationRequest
 
 HF_MODULES = {
     "q_proj": "self_attn", "k_proj": "self_attn", "v_proj": "self_attn", "o_proj": "self_attn",
@@ -44,3 +46,21 @@ def write_peft_adapter(
                    "bias": "none", "base_model_name_or_path": "tiny"}  # fmt: skip
     (folder / "adapter_config.json").write_text(json.dumps(config_json))
     return folder
+
+
+WORDS = ["Alice", "Bob", "lives", "in", "Paris", "the", "cat", "says", "Q:", "A:", "What", "is", "color"]
+
+
+def workload(tokenizer, adapter_ids: list[str], count: int, new_tokens: int, seed: int = 7) -> list[GenerationRequest]:
+    """``count`` seeded prompts spread over the adapters (every 17th on the base model, every 5th sampled)."""
+    rng = random.Random(seed)
+    requests = []
+    for i in range(count):
+        text = " ".join(rng.choice(WORDS) for _ in range(rng.randrange(1, 12)))
+        adapter = None if i % 17 == 0 or not adapter_ids else adapter_ids[i % len(adapter_ids)]
+        params = DecodingParams(max_new_tokens=new_tokens)
+        if i % 5 == 0:
+            params = DecodingParams(max_new_tokens=new_tokens, temperature_milli=800, top_k=40, top_p_milli=900,
+                                    seed=i.to_bytes(32, "big"))  # fmt: skip
+        requests.append(GenerationRequest(tuple(tokenizer.encode(text).ids), adapter, params))
+    return requests

@@ -25,7 +25,7 @@ from lorachain.sidecar.types import (
     RequestError,
     UnknownAdapterError,
 )
-from tests.sidecar_fixtures import tiny_model, write_peft_adapter
+from tests.sidecar_fixtures import tiny_model, workload, write_peft_adapter
 
 N_PROMPTS, N_ADAPTERS, NEW_TOKENS = 200, 16, 6
 
@@ -44,17 +44,7 @@ def world(tmp_path_factory):
     cache = root / "cache"
     engine = load_engine(model_dir, adapters_dir=root / "adapters", cache=cache)
     ids = [engine.store.register(d).id for d in adapter_dirs]
-    rng = random.Random(7)
-    words = ["Alice", "Bob", "lives", "in", "Paris", "the", "cat", "says", "Q:", "A:", "What", "is", "color"]
-    requests = []
-    for i in range(N_PROMPTS):
-        text = " ".join(rng.choice(words) for _ in range(rng.randrange(1, 12)))
-        adapter = None if i % 17 == 0 else ids[i % N_ADAPTERS]
-        params = DecodingParams(max_new_tokens=NEW_TOKENS)
-        if i % 5 == 0:  # some sampled requests, seeded per request
-            params = DecodingParams(max_new_tokens=NEW_TOKENS, temperature_milli=800, top_k=40, top_p_milli=900,
-                                    seed=i.to_bytes(32, "big"))  # fmt: skip
-        requests.append(GenerationRequest(tuple(engine.tokenizer.encode(text).ids), adapter, params))
+    requests = workload(engine.tokenizer, ids, N_PROMPTS, NEW_TOKENS)
     alone = [engine.generate([r])[0] for r in requests]
     return {"root": root, "model_dir": model_dir, "cache": cache, "engine": engine, "adapter_dirs": adapter_dirs,
             "ids": ids, "requests": requests, "alone": alone}  # fmt: skip
