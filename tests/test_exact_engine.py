@@ -4,6 +4,7 @@ process restarts and adapter registration orders; artifacts, adapters and bad in
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -114,12 +115,13 @@ reqs = [
 out = []
 for s in range(0, len(reqs), 37):
     out += [[list(x.output_ids), x.commitment.hex()] for x in engine.generate(reqs[s : s + 37])]
-print(json.dumps({"ids": ids, "results": out}))
+print(json.dumps({"ids": ids, "results": out, "ops": engine.ops.name}))
 """
 
 
 def test_restarted_process_with_adapters_registered_in_reverse_order(world, tmp_path):
-    """A fresh process, a fresh adapter directory, adapters converted again in another order: same bits."""
+    """A fresh process, a fresh adapter directory, adapters converted again in another order, and the torch
+    reference ops instead of the fused CPU kernels: same bits."""
 
     def encode(r: GenerationRequest) -> dict:
         p = r.params
@@ -134,10 +136,12 @@ def test_restarted_process_with_adapters_registered_in_reverse_order(world, tmp_
         "adapter_dirs": [str(d) for d in reversed(world["adapter_dirs"])],
         "requests": [encode(r) for r in world["requests"]],
     }
+    env = {**os.environ, "LORACHAIN_EXACT_OPS": "torch"}
     proc = subprocess.run([sys.executable, "-c", RESTART_SCRIPT], input=json.dumps(payload), capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+                          text=True, timeout=300, env=env)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout)
+    assert world["engine"].ops.name == "numba" and out["ops"] == "torch"
     assert out["ids"] == list(reversed(world["ids"]))
     assert out["results"] == [[list(r.output_ids), r.commitment.hex()] for r in world["alone"]]
 

@@ -27,19 +27,15 @@ from lorachain.sidecar.artifact import DEFAULT_CACHE, PROJECTIONS, QuantizedMode
 from lorachain.sidecar.commitment import inference_commitment
 from lorachain.sidecar.decoding import greedy_rows, sample
 from lorachain.sidecar.exact_matmul import ExactMatmul, exact_f64_matmul
+from lorachain.sidecar.exact_ops import requantize, select_ops
 from lorachain.sidecar.fixed_point import (
     F_HIDDEN,
     F_PROB,
     F_QKV,
-    HIDDEN_LIMIT,
     LOG2E,
-    QKV_LIMIT,
-    apply_rope,
     div_round,
     quantize_rows,
-    rms_norm,
     rshift_round,
-    silu_mul,
     softmax_weights,
 )
 from lorachain.sidecar.types import DecodingParams, GenerationRequest, GenerationResult, RequestError
@@ -75,15 +71,6 @@ class _Linear:
     c: torch.Tensor  # int64 [N]
     shift: int
     bias: torch.Tensor | None
-
-
-def requantize(acc: torch.Tensor, c: torch.Tensor, shift, mantissa: torch.Tensor, exponent: torch.Tensor):
-    """``acc * c * mantissa * 2^(exponent - shift)`` rounded, in two steps that stay inside int64.
-
-    ``acc`` is an int8 x int8 dot product, ``c``/``shift`` the weight's channel multipliers, and
-    ``mantissa``/``exponent`` the row scale of the quantized activations (see ``quantize_rows``).
-    """
-    return rshift_round(rshift_round(acc * c, 16) * mantissa, shift - 16 - exponent)
 
 
 class _LoraBatch:
@@ -161,6 +148,7 @@ class ExactEngine:
         self.store = store
         self.device = torch.device(device)
         self.mm = ExactMatmul(self.device)
+        self.ops = select_ops(self.device)
         t = {k: v.to(self.device) for k, v in model.tensors.items()}
         self.embed_q, self.embed_c, self.embed_shift = t["embed.q"], t["embed.c"], model.shifts["embed"]
         self.layers: list[dict[str, _Linear]] = []
@@ -280,19 +268,29 @@ class ExactEngine:
         ids_t = torch.tensor(ids, dtype=torch.int64, device=self.device)
         pos_t = torch.tensor(positions, dtype=torch.int64, device=self.device)
         rows_slot, lora = self._lora_rows(seqs, spans)
-        cos, sin = self.rope_cos[pos_t][:, None, :], self.rope_sin[pos_t][:, None, :]
+        ops, eps = self.ops, self.eps_q40
         x = rshift_round(self.embed_q[ids_t].to(torch.int64) * self.embed_c[ids_t][:, None], self.embed_shift)
         # Sequences past their prompt contribute one row each: their attention runs as one batch.
         decode_seqs = [seq for seq, (_, count) in zip(seqs, spans, strict=True) if count == 1 and seq.cached > 0]
         decode_rows = [start for seq, (start, count) in zip(seqs, spans, strict=True) if count == 1 and seq.cached > 0]
         decode_rows_t = torch.tensor(decode_rows, dtype=torch.int64, device=self.device)
-        heads, kv_heads, head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
-        for i, layer in enumerate(self.layers):
+        heads, head_dim = cfg.num_attention_heads, cfg.head_dim
+
+        def project(layer: int, short: str, qx, m, e) -> tuple:
+            """The GEMM of one projection, its bias and its LoRA term (None where absent)."""
+            lin: _Linear = self.layers[layer][short]
+            delta = lora.apply((layer, short), rows_slot, qx, m, e, self.mm) if lora is not None else None
+            return self.mm.product(qx, lin.weight), lin.c, lin.shift, m, e, lin.bias, delta
+
+        def heads_of(y, rotate: bool):
+            return ops.to_heads(y, self.rope_cos, self.rope_sin, pos_t, head_dim, rotate)
+
+        for i in range(len(self.layers)):
             input_norm, post_norm = self.norms[i]
-            qx, m, e = quantize_rows(rms_norm(x, input_norm, self.eps_q40))
-            q = self._qkv(self._linear(i, "q", layer, qx, m, e, rows_slot, lora), heads, cos, sin)
-            k = self._qkv(self._linear(i, "k", layer, qx, m, e, rows_slot, lora), kv_heads, cos, sin)
-            v = self._qkv(self._linear(i, "v", layer, qx, m, e, rows_slot, lora), kv_heads)
+            qx, m, e = ops.norm_quantize(x, input_norm, eps)
+            q = heads_of(ops.requant(*project(i, "q", qx, m, e)), True)
+            k = heads_of(ops.requant(*project(i, "k", qx, m, e)), True)
+            v = heads_of(ops.requant(*project(i, "v", qx, m, e)), False)
             attn = torch.empty(len(ids), heads * head_dim, dtype=torch.int64, device=self.device)
             for seq, (start, count) in zip(seqs, spans, strict=True):
                 if count > 1 or not decode_rows:
@@ -301,38 +299,20 @@ class ExactEngine:
             if decode_rows:
                 attn[decode_rows_t] = self._attend_decode(decode_seqs, i, q[decode_rows_t], k[decode_rows_t],
                                                           v[decode_rows_t])  # fmt: skip
-            qx, m, e = quantize_rows(attn)
-            x = (x + self._linear(i, "o", layer, qx, m, e, rows_slot, lora)).clamp(-HIDDEN_LIMIT, HIDDEN_LIMIT)
-            qx, m, e = quantize_rows(rms_norm(x, post_norm, self.eps_q40))
-            gate = self._linear(i, "gate", layer, qx, m, e, rows_slot, lora)
-            up = self._linear(i, "up", layer, qx, m, e, rows_slot, lora)
-            qx, m, e = quantize_rows(silu_mul(gate, up))
-            x = (x + self._linear(i, "down", layer, qx, m, e, rows_slot, lora)).clamp(-HIDDEN_LIMIT, HIDDEN_LIMIT)
+            qx, m, e = ops.quantize(attn)
+            x = ops.residual_add(x, *project(i, "o", qx, m, e))
+            qx, m, e = ops.norm_quantize(x, post_norm, eps)
+            gate = ops.requant(*project(i, "gate", qx, m, e))
+            up = ops.requant(*project(i, "up", qx, m, e))
+            qx, m, e = ops.silu_quantize(gate, up)
+            x = ops.residual_add(x, *project(i, "down", qx, m, e))
         for seq, (_, count) in zip(seqs, spans, strict=True):
             seq.cached += count
         if not all_positions:
-            x = x[torch.tensor([start + count - 1 for start, count in spans], device=self.device)]
-        qx, m, e = quantize_rows(rms_norm(x, self.final_norm, self.eps_q40))
+            x = x[torch.tensor([start + count - 1 for start, count in spans], device=self.device)].contiguous()
+        qx, m, e = ops.norm_quantize(x, self.final_norm, eps)
         head = self.lm_head
-        return requantize(self.mm.linear(qx, head.weight), head.c, head.shift, m, e)
-
-    def _linear(self, index, short, layer, qx, m, e, rows_slot, lora) -> torch.Tensor:
-        lin: _Linear = layer[short]
-        y = requantize(self.mm.linear(qx, lin.weight), lin.c, lin.shift, m, e)
-        if lin.bias is not None:
-            y = y + lin.bias
-        if lora is not None:
-            delta = lora.apply((index, short), rows_slot, qx, m, e, self.mm)
-            if delta is not None:
-                y = y + delta
-        return y
-
-    def _qkv(self, y: torch.Tensor, n_heads: int, cos=None, sin=None) -> torch.Tensor:
-        """F_HIDDEN projections to clamped F_QKV heads [M, heads, head_dim], rotated when cos/sin are given."""
-        out = rshift_round(y, F_HIDDEN - F_QKV).clamp(-QKV_LIMIT, QKV_LIMIT).view(y.shape[0], n_heads, -1)
-        if cos is not None:
-            out = apply_rope(out, cos, sin).clamp(-QKV_LIMIT, QKV_LIMIT)
-        return out
+        return ops.requant(self.mm.product(qx, head.weight), head.c, head.shift, m, e)
 
     def _attend(self, seq: Sequence, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Causal attention of this sequence's new rows over its cache: [T, heads, d] -> [T, heads * d]."""

@@ -80,6 +80,12 @@ class ExactMatmul:
         """``x_q @ w.T`` for int8-valued ``x_q`` [M, K] (any int or float dtype) and prepared ``w``: int64 [M, N]."""
         return _chunked(x_q.to(self.dtype), w)
 
+    def product(self, x_q: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """Like :meth:`linear` but without the final conversion: float (integer-valued) or int64."""
+        if x_q.shape[-1] <= F32_CHUNK or self.dtype == torch.float64:
+            return x_q.to(self.dtype) @ w.t()
+        return _chunked(x_q.to(self.dtype), w)
+
     def batched(self, x_q: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """Per-row products ``x_q[i] @ w[i].T``: x_q [B, M, K], w [B, N, K] -> int64 [B, M, N] (K <= 1024)."""
         if x_q.shape[-1] > F32_CHUNK and self.dtype == torch.float32:

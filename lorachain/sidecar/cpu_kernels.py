@@ -1,0 +1,195 @@
+"""Fused CPU kernels (numba) for the exact engine's element-wise integer steps.
+
+Each kernel computes, in one pass over a row, exactly the integers that a chain of functions of
+:mod:`lorachain.sidecar.fixed_point` computes with many small torch operations; the torch functions stay
+the definition (and run on GPUs), and ``tests/test_cpu_kernels.py`` checks the two agree bit for bit on
+random and extreme inputs. Integer arithmetic in numba is int64 with Python's floor division and
+arithmetic shifts, the same rules as torch's int64 tensors.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from lorachain.sidecar.fixed_point import (
+    EXP2_TABLE,
+    EXP_LUT_BITS,
+    F_EXP,
+    F_HIDDEN,
+    F_QKV,
+    F_ROPE,
+    HIDDEN_LIMIT,
+    INT8_MAX,
+    LOG2E,
+    MLP_LIMIT,
+    QKV_LIMIT,
+    SCALE_MANTISSA_BITS,
+)
+
+_EXP2 = EXP2_TABLE.numpy().copy()
+_CACHE = {"cache": True, "nogil": True}
+
+
+@njit(**_CACHE)
+def _rshift_round(x: int, s: int) -> int:
+    if s <= 0:
+        return x << -s
+    return (x + (1 << (s - 1))) >> s
+
+
+@njit(**_CACHE)
+def _div_round(num: int, den: int) -> int:
+    return (2 * num + den) // (2 * den)
+
+
+@njit(**_CACHE)
+def _bit_length(x: int) -> int:
+    n = 0
+    while x > 0:
+        x >>= 1
+        n += 1
+    return n
+
+
+@njit(**_CACHE)
+def _isqrt(x: int) -> int:
+    r = np.int64(math.sqrt(np.float64(x)))
+    if r * r > x:
+        r -= 1
+    if r * r > x:
+        r -= 1
+    if (r + 1) * (r + 1) <= x:
+        r += 1
+    if (r + 1) * (r + 1) <= x:
+        r += 1
+    return r
+
+
+@njit(**_CACHE)
+def _clamp(x: int, limit: int) -> int:
+    return min(max(x, -limit), limit)
+
+
+@njit(**_CACHE)
+def _quantize_row(y, q_out, row: int, m_out, e_out) -> None:
+    """quantize_rows for one row of int64 ``y`` into float32 ``q_out[row]``."""
+    amax = 1
+    for j in range(y.shape[0]):
+        amax = max(amax, abs(y[j]))
+    e = max(_bit_length(amax) - SCALE_MANTISSA_BITS, 0)
+    m = -((-amax) >> e)
+    scale = m << e
+    for j in range(y.shape[0]):
+        q_out[row, j] = _clamp(_div_round(y[j] * INT8_MAX, scale), INT8_MAX)
+    m_out[row, 0] = m
+    e_out[row, 0] = e
+
+
+@njit(**_CACHE)
+def quantize(x, q_out, m_out, e_out) -> None:
+    """``quantize_rows(x)`` with q as float32 (ready for the exact GEMM)."""
+    for row in range(x.shape[0]):
+        _quantize_row(x[row], q_out, row, m_out, e_out)
+
+
+@njit(**_CACHE)
+def norm_quantize(h, gamma, eps_q40: int, q_out, m_out, e_out) -> None:
+    """``quantize_rows(rms_norm(h, gamma, eps_q40))``."""
+    dim = h.shape[1]
+    y = np.empty(dim, dtype=np.int64)
+    for row in range(h.shape[0]):
+        amax = 0
+        for j in range(dim):
+            amax = max(amax, abs(h[row, j]))
+        k = _bit_length(amax) - 24
+        ss = 0
+        for j in range(dim):
+            v = _rshift_round(h[row, j], k)
+            ss += v * v
+        mean_sq = ss // dim
+        eps = _rshift_round(eps_q40, 40 - 2 * F_HIDDEN + 2 * k)
+        rms = max(_isqrt(mean_sq + eps), 1)
+        den = rms << max(k, 0)
+        for j in range(dim):
+            num = _rshift_round(h[row, j] * gamma[j], min(k, 0))
+            y[j] = _clamp(_div_round(num, den), HIDDEN_LIMIT)
+        _quantize_row(y, q_out, row, m_out, e_out)
+
+
+@njit(**_CACHE)
+def _requant(acc: float, c: int, shift: int, m: int, e: int) -> int:
+    return _rshift_round(_rshift_round(np.int64(acc) * c, 16) * m, shift - 16 - e)
+
+
+@njit(**_CACHE)
+def requant(acc, c, shift: int, m, e, bias, delta, out) -> None:
+    """``requantize(acc, c, shift, m, e) (+ bias) (+ delta)`` into int64 ``out``; bias/delta may be empty."""
+    has_bias, has_delta = bias.shape[0] > 0, delta.shape[0] > 0
+    for row in range(acc.shape[0]):
+        for j in range(acc.shape[1]):
+            y = _requant(acc[row, j], c[j], shift, m[row, 0], e[row, 0])
+            if has_bias:
+                y += bias[j]
+            if has_delta:
+                y += delta[row, j]
+            out[row, j] = y
+
+
+@njit(**_CACHE)
+def residual_add(x, acc, c, shift: int, m, e, bias, delta) -> None:
+    """``x = clamp(x + requantize(...) (+ bias) (+ delta))`` in place."""
+    has_bias, has_delta = bias.shape[0] > 0, delta.shape[0] > 0
+    for row in range(acc.shape[0]):
+        for j in range(acc.shape[1]):
+            y = _requant(acc[row, j], c[j], shift, m[row, 0], e[row, 0])
+            if has_bias:
+                y += bias[j]
+            if has_delta:
+                y += delta[row, j]
+            x[row, j] = _clamp(x[row, j] + y, HIDDEN_LIMIT)
+
+
+@njit(**_CACHE)
+def to_heads(y, cos, sin, positions, head_dim: int, rotate: bool, out) -> None:
+    """F_HIDDEN projections -> clamped F_QKV heads, rotated by RoPE at ``positions`` when ``rotate``."""
+    half = head_dim // 2
+    heads = y.shape[1] // head_dim
+    for row in range(y.shape[0]):
+        pos = positions[row]
+        for h in range(heads):
+            base = h * head_dim
+            for j in range(head_dim):
+                out[row, h, j] = _clamp(_rshift_round(y[row, base + j], F_HIDDEN - F_QKV), QKV_LIMIT)
+            if rotate:
+                for j in range(half):
+                    x1, x2 = out[row, h, j], out[row, h, j + half]
+                    cj, sj = cos[pos, j], sin[pos, j]
+                    out[row, h, j] = _clamp(_rshift_round(x1 * cj - x2 * sj, F_ROPE), QKV_LIMIT)
+                    out[row, h, j + half] = _clamp(_rshift_round(x2 * cj + x1 * sj, F_ROPE), QKV_LIMIT)
+
+
+@njit(**_CACHE)
+def _exp2_neg(d: int) -> int:
+    whole = min(d >> F_EXP, 62)
+    frac = (d & ((1 << F_EXP) - 1)) >> (F_EXP - EXP_LUT_BITS)
+    return _EXP2[frac] >> whole
+
+
+@njit(**_CACHE)
+def silu_quantize(gate, up, q_out, m_out, e_out) -> None:
+    """``quantize_rows(silu_mul(gate, up))`` for F_HIDDEN int64 gate and up."""
+    y = np.empty(gate.shape[1], dtype=np.int64)
+    one = 1 << F_EXP
+    for row in range(gate.shape[0]):
+        for j in range(gate.shape[1]):
+            g = _clamp(gate[row, j], MLP_LIMIT)
+            u = _clamp(up[row, j], MLP_LIMIT)
+            ex = _exp2_neg(_rshift_round(abs(g) * LOG2E, F_HIDDEN))
+            positive = _div_round(1 << (2 * F_EXP), one + ex)
+            sig = positive if g >= 0 else one - positive
+            silu = _rshift_round(g * sig, F_EXP)
+            y[j] = _clamp(_rshift_round(silu * u, F_HIDDEN), HIDDEN_LIMIT)
+        _quantize_row(y, q_out, row, m_out, e_out)

@@ -1,0 +1,69 @@
+"""The fused CPU kernels against the torch definitions, bit for bit, on random and extreme inputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lorachain.sidecar.exact_ops import NumbaOps, TorchOps
+from lorachain.sidecar.fixed_point import HIDDEN_LIMIT, rope_tables
+
+torch_ops, numba_ops = TorchOps(), NumbaOps()
+GEN = torch.Generator().manual_seed(11)
+
+
+def rand(shape, limit):
+    return torch.randint(-limit, limit + 1, shape, generator=GEN)
+
+
+def hidden_cases(rows=9, cols=96):
+    x = rand((rows, cols), 1 << 20)
+    x[0] = 0  # an all-zero row
+    x[1] = HIDDEN_LIMIT  # the largest values the residual stream holds
+    x[2] = -HIDDEN_LIMIT
+    x[3] = rand((cols,), 3)  # tiny values
+    x[4, 5] = HIDDEN_LIMIT  # one outlier
+    return x
+
+
+def same(a, b) -> bool:
+    if isinstance(a, tuple):
+        return all(same(x, y) for x, y in zip(a, b, strict=True))
+    return torch.equal(a.to(torch.int64), b.to(torch.int64))
+
+
+def test_norm_quantize_and_quantize():
+    x = hidden_cases()
+    gamma = torch.randint(0, 1 << 14, (96,), generator=GEN)
+    for eps in (0, 11, 1 << 30):
+        assert same(numba_ops.norm_quantize(x, gamma, eps), torch_ops.norm_quantize(x, gamma, eps))
+    assert same(numba_ops.quantize(x), torch_ops.quantize(x))
+
+
+@pytest.mark.parametrize("acc_dtype", [torch.float32, torch.int64])
+def test_requant_and_residual_add(acc_dtype):
+    acc = rand((7, 40), 127 * 127 * 256).to(acc_dtype)
+    c = torch.randint(1 << 20, 1 << 23, (40,), generator=GEN)
+    m = torch.randint(1, 1 << 16, (7, 1), generator=GEN)
+    e = torch.randint(0, 15, (7, 1), generator=GEN)
+    bias, delta = rand((40,), 1 << 16), rand((7, 40), 1 << 16)
+    for args in ((None, None), (bias, None), (None, delta), (bias, delta)):
+        assert same(numba_ops.requant(acc, c, 38, m, e, *args), torch_ops.requant(acc, c, 38, m, e, *args))
+        x = hidden_cases(7, 40)
+        expected = torch_ops.residual_add(x.clone(), acc, c, 38, m, e, *args)
+        assert same(numba_ops.residual_add(x.clone(), acc, c, 38, m, e, *args), expected)
+
+
+def test_to_heads_with_and_without_rope():
+    cos, sin = rope_tables(16, 32, 10000.0)
+    y = hidden_cases(9, 64)
+    positions = torch.tensor([0, 1, 5, 31, 7, 7, 2, 30, 3])
+    for rotate in (True, False):
+        assert same(numba_ops.to_heads(y, cos, sin, positions, 16, rotate),
+                    torch_ops.to_heads(y, cos, sin, positions, 16, rotate))  # fmt: skip
+
+
+def test_silu_quantize():
+    gate, up = hidden_cases(), hidden_cases().flip(0)
+    gate[5] = rand((96,), 1 << 30)  # beyond the clamp
+    assert same(numba_ops.silu_quantize(gate, up), torch_ops.silu_quantize(gate, up))
