@@ -200,6 +200,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--genesis", help="genesis.json for a new datadir (default: devnet genesis)")
     p.set_defaults(func=cmd_import)
 
+    p = sub.add_parser("sidecar", help="run the inference sidecar (exact LoRA inference over HTTP)")
+    p.add_argument("--model", default=None, help="checkpoint folder or artifact file (default: the devnet model)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8600)
+    p.add_argument("--adapters", default=None, help="adapter store folder (default: under the cache, per model)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--max-batch", type=int, default=64, help="sequences decoded together")
+    p.add_argument("--cache", default=None, help="artifact cache (default ~/.cache/lorachain or $LORACHAIN_CACHE)")
+    p.add_argument("--served-model-name", default=None, help="name accepted as 'model' besides the hash")
+    p.set_defaults(func=cmd_sidecar)
+
     p = sub.add_parser("model", help="base models: build the devnet model, convert checkpoints to exact artifacts")
     models = p.add_subparsers(dest="model_command", required=True)
     m = models.add_parser("init-devnet", help="build the devnet base model (deterministic; cached afterwards)")
@@ -212,6 +223,15 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--cache", default=None, help="artifact cache (default ~/.cache/lorachain or $LORACHAIN_CACHE)")
     m.set_defaults(func=cmd_model_convert)
     return parser
+
+
+def cmd_sidecar(args: argparse.Namespace) -> int:
+    from lorachain.sidecar.devnet_model import DEFAULT_OUT, build_devnet_model
+    from lorachain.sidecar.server import serve
+
+    model = args.model or str(build_devnet_model(DEFAULT_OUT))
+    return serve(model, host=args.host, port=args.port, adapters=args.adapters, device=args.device,
+                 max_batch=args.max_batch, cache=args.cache, model_name=args.served_model_name)  # fmt: skip
 
 
 def cmd_model_init_devnet(args: argparse.Namespace) -> int:

@@ -174,6 +174,11 @@ class ExactEngine:
 
     def start(self, request: GenerationRequest) -> Sequence:
         """Validate ``request`` and return its sequence, ready for :meth:`step`."""
+        adapter = self.validate(request)
+        return Sequence(request=request, adapter=adapter, tokens=list(request.prompt_ids))
+
+    def validate(self, request: GenerationRequest) -> QuantizedAdapter | None:
+        """Raise the :class:`SidecarError` that ``request`` deserves, if any; return its adapter."""
         params = request.params
         params.validate(self.max_new_tokens_limit)
         prompt = request.prompt_ids
@@ -191,8 +196,7 @@ class ExactEngine:
                 f"prompt ({len(prompt)} tokens) plus max_new_tokens ({params.max_new_tokens}) exceeds the "
                 f"context of {self.context_length} tokens"
             )
-        adapter = self.store.get(request.adapter_id) if request.adapter_id is not None else None
-        return Sequence(request=request, adapter=adapter, tokens=list(prompt))
+        return self.store.get(request.adapter_id) if request.adapter_id is not None else None
 
     def finish(self, seq: Sequence) -> GenerationResult:
         req = seq.request

@@ -1,0 +1,190 @@
+"""The sidecar's HTTP server: msgpack endpoints for the node, OpenAI-compatible JSON for people.
+
+    POST /v1/lorachain/generate          msgpack request -> result          (see lorachain.sidecar.wire)
+    POST /v1/lorachain/generate_batch    {requests: [...]} -> {results: [...]}
+    POST /v1/lorachain/adapters/load     {path} -> adapter info
+    POST /v1/lorachain/adapters/unload   {adapter_id} -> {unloaded: id}
+    POST /v1/lorachain/adapters/merge    {adapter_ids, weights_milli} -> adapter info
+    GET  /v1/lorachain/model             model facts
+    GET  /v1/lorachain/adapters/{id}     adapter info
+    GET  /v1/models, POST /v1/completions, POST /v1/chat/completions   (lorachain.sidecar.openai_api)
+    GET  /health, GET /metrics
+
+Every client mistake is a 4xx with an error body (msgpack on msgpack routes, JSON elsewhere) and the
+server keeps serving; anything unexpected is logged and answered with a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from lorachain.sidecar import wire
+from lorachain.sidecar.exact_engine import ExactEngine
+from lorachain.sidecar.scheduler import Scheduler
+from lorachain.sidecar.types import RequestError, SidecarError
+
+log = logging.getLogger(__name__)
+
+MSGPACK = "application/msgpack"
+MAX_BODY = 8 << 20
+ENGINE_KEY = web.AppKey("engine", ExactEngine)
+SCHEDULER_KEY = web.AppKey("scheduler", Scheduler)
+NAME_KEY = web.AppKey("model_name", str)
+
+
+def msgpack_response(obj, status: int = 200) -> web.Response:
+    return web.Response(body=wire.pack(obj), status=status, content_type=MSGPACK)
+
+
+def json_error(status: int, message: str, code: str, kind: str = "invalid_request_error") -> web.Response:
+    return web.json_response({"error": {"message": message, "type": kind, "code": code}}, status=status)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+    """Map every failure to a status and an error body in the route's format."""
+    is_msgpack = request.path.startswith("/v1/lorachain/")
+    try:
+        return await handler(request)
+    except SidecarError as exc:
+        if is_msgpack:
+            return msgpack_response(wire.encode_error(exc), exc.status)
+        return json_error(exc.status, str(exc), exc.code, type(exc).__name__)
+    except web.HTTPRequestEntityTooLarge:
+        message = f"request body exceeds {MAX_BODY} bytes"
+        if is_msgpack:
+            return msgpack_response(wire.encode_error(RequestError(message)), 413)
+        return json_error(413, message, "body_too_large")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        if is_msgpack:
+            return msgpack_response(wire.encode_error(RequestError(exc.reason)), exc.status)
+        return json_error(exc.status, exc.reason, "not_found" if exc.status == 404 else "http_error")
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unexpected error serving %s %s", request.method, request.path)
+        if is_msgpack:
+            return msgpack_response(wire.encode_error(Exception()), 500)
+        return json_error(500, "internal error", "internal_error", "server_error")
+
+
+async def _msgpack_body(request: web.Request):
+    return wire.unpack(await request.read())
+
+
+async def generate(request: web.Request) -> web.Response:
+    req = wire.decode_request(await _msgpack_body(request))
+    result = await request.app[SCHEDULER_KEY].submit(req)
+    return msgpack_response(wire.encode_result(result))
+
+
+async def generate_batch(request: web.Request) -> web.Response:
+    entries = wire.decode_batch(await _msgpack_body(request))
+    scheduler = request.app[SCHEDULER_KEY]
+
+    async def one(entry):
+        if isinstance(entry, SidecarError):
+            return wire.encode_error(entry)
+        try:
+            return wire.encode_result(await scheduler.submit(entry))
+        except SidecarError as exc:
+            return wire.encode_error(exc)
+
+    return msgpack_response({"results": await asyncio.gather(*(one(e) for e in entries))})
+
+
+async def load_adapter(request: web.Request) -> web.Response:
+    path = wire.decode_string_field(await _msgpack_body(request), "path")
+    store = request.app[ENGINE_KEY].store
+    info = await asyncio.to_thread(store.register, Path(path))
+    return msgpack_response(info.to_dict())
+
+
+async def unload_adapter(request: web.Request) -> web.Response:
+    adapter_id = wire.decode_string_field(await _msgpack_body(request), "adapter_id")
+    request.app[ENGINE_KEY].store.unload(adapter_id)
+    return msgpack_response({"unloaded": adapter_id})
+
+
+async def merge_adapters(request: web.Request) -> web.Response:
+    ids, weights = wire.decode_merge(await _msgpack_body(request))
+    info = await asyncio.to_thread(request.app[ENGINE_KEY].store.merge, ids, weights)
+    return msgpack_response(info.to_dict())
+
+
+async def model_info(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE_KEY]
+    return msgpack_response({**engine.info(), "name": request.app[NAME_KEY], "adapters": engine.store.stats()})
+
+
+async def adapter_info(request: web.Request) -> web.Response:
+    info = await asyncio.to_thread(request.app[ENGINE_KEY].store.info, request.match_info["adapter_id"])
+    return msgpack_response(info.to_dict())
+
+
+async def health(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE_KEY]
+    return web.json_response({"status": "ok", "model_hash": "0x" + engine.model_hash.hex()})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    registry = request.app[SCHEDULER_KEY].metrics.registry
+    return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def build_app(engine: ExactEngine, scheduler: Scheduler, model_name: str) -> web.Application:
+    from lorachain.sidecar import openai_api
+
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[errors_middleware])
+    app[ENGINE_KEY], app[SCHEDULER_KEY], app[NAME_KEY] = engine, scheduler, model_name
+    app.router.add_post("/v1/lorachain/generate", generate)
+    app.router.add_post("/v1/lorachain/generate_batch", generate_batch)
+    app.router.add_post("/v1/lorachain/adapters/load", load_adapter)
+    app.router.add_post("/v1/lorachain/adapters/unload", unload_adapter)
+    app.router.add_post("/v1/lorachain/adapters/merge", merge_adapters)
+    app.router.add_get("/v1/lorachain/model", model_info)
+    app.router.add_get("/v1/lorachain/adapters/{adapter_id}", adapter_info)
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
+    openai_api.add_routes(app)
+    return app
+
+
+def serve(
+    model: str,
+    host: str = "127.0.0.1",
+    port: int = 8600,
+    adapters: str | None = None,
+    device: str = "cpu",
+    max_batch: int = 64,
+    cache: str | None = None,
+    model_name: str | None = None,
+) -> int:
+    """Load the model, then serve until interrupted (the ``lorachain sidecar`` command)."""
+    from lorachain.sidecar.artifact import DEFAULT_CACHE
+    from lorachain.sidecar.exact_engine import load_engine
+
+    engine = load_engine(model, adapters_dir=adapters, device=device, cache=Path(cache) if cache else DEFAULT_CACHE)
+    if adapters:
+        log.info("adapter store %s: %d adapters registered", adapters, engine.store.stats()["registered"])
+    scheduler = Scheduler(engine, max_batch=max_batch)
+    name = model_name or Path(model).name
+    app = build_app(engine, scheduler, name)
+    log.info("sidecar serving model %s (0x%s) on http://%s:%d (ops %s, gemm %s)", name, engine.model_hash.hex(),
+             host, port, engine.ops.name, engine.mm.dtype)  # fmt: skip
+    print(json.dumps({"event": "listening", "host": host, "port": port, "model_hash": "0x" + engine.model_hash.hex()}),
+          flush=True)  # fmt: skip
+    try:
+        web.run_app(app, host=host, port=port, print=None, access_log=None, handle_signals=True)
+    finally:
+        scheduler.close()
+    return 0

@@ -1,0 +1,164 @@
+"""The node <-> sidecar wire format: msgpack maps for requests, results, adapter commands and errors.
+
+This module is the format's only definition (the node's client in ``precompiles/`` uses it too). Every
+decoder checks types, ranges and sizes and raises :class:`RequestError` with a message that names the
+field, so a malformed body is answered with a 400 and never reaches the engine.
+
+  generate request  {prompt_ids: [int], adapter_id: str|nil, max_new_tokens, temperature_milli, top_k,
+                     top_p_milli: int, seed: bin(32), stop_ids: [int]}   (all but prompt_ids optional)
+  generate result   {output_ids: [int], finish_reason: str, commitment: bin(32), model_hash: bin(32),
+                     adapter_hashes: [bin(32)], prompt_tokens: int}
+  batch             {requests: [request]} -> {results: [result | {error: error}]}
+  error             {error: {message: str, type: str, code: str}}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from lorachain.sidecar.types import DecodingParams, GenerationRequest, GenerationResult, RequestError, SidecarError
+
+MAX_PROMPT_IDS = 1 << 16
+MAX_BATCH = 256
+_PARAM_FIELDS = ("max_new_tokens", "temperature_milli", "top_k", "top_p_milli")
+_REQUEST_FIELDS = {"prompt_ids", "adapter_id", "seed", "stop_ids", *_PARAM_FIELDS}
+
+
+def pack(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def unpack(body: bytes) -> Any:
+    """Decode a msgpack body; :class:`RequestError` if it is not valid msgpack."""
+    try:
+        return msgpack.unpackb(body, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several types for malformed input
+        raise RequestError(f"body is not valid msgpack: {exc}") from None
+
+
+def encode_request(request: GenerationRequest) -> dict:
+    p = request.params
+    return {
+        "prompt_ids": list(request.prompt_ids),
+        "adapter_id": request.adapter_id,
+        "max_new_tokens": p.max_new_tokens,
+        "temperature_milli": p.temperature_milli,
+        "top_k": p.top_k,
+        "top_p_milli": p.top_p_milli,
+        "seed": p.seed,
+        "stop_ids": list(p.stop_ids),
+    }
+
+
+def decode_request(obj: Any) -> GenerationRequest:
+    """A validated :class:`GenerationRequest` from a decoded map (engine limits are checked by the engine)."""
+    if not isinstance(obj, dict):
+        raise RequestError("a generate request must be a map")
+    unknown = set(obj) - _REQUEST_FIELDS
+    if unknown:
+        raise RequestError(f"unknown request fields: {', '.join(sorted(map(str, unknown)))}")
+    prompt = _int_list(obj.get("prompt_ids"), "prompt_ids", MAX_PROMPT_IDS)
+    adapter_id = obj.get("adapter_id")
+    if adapter_id is not None and not isinstance(adapter_id, str):
+        raise RequestError("adapter_id must be a string or nil")
+    defaults = DecodingParams()
+    values = {}
+    for name in _PARAM_FIELDS:
+        value = obj.get(name, getattr(defaults, name))
+        if not _is_int(value):
+            raise RequestError(f"{name} must be an integer")
+        values[name] = value
+    seed = obj.get("seed", defaults.seed)
+    if not isinstance(seed, bytes) or len(seed) != 32:
+        raise RequestError("seed must be 32 bytes (msgpack bin)")
+    stop_ids = tuple(_int_list(obj.get("stop_ids", []), "stop_ids", 16, allow_empty=True))
+    return GenerationRequest(tuple(prompt), adapter_id, DecodingParams(**values, seed=seed, stop_ids=stop_ids))
+
+
+def encode_result(result: GenerationResult) -> dict:
+    return {
+        "output_ids": list(result.output_ids),
+        "finish_reason": result.finish_reason,
+        "commitment": result.commitment,
+        "model_hash": result.model_hash,
+        "adapter_hashes": list(result.adapter_hashes),
+        "prompt_tokens": result.prompt_tokens,
+    }
+
+
+def decode_result(obj: Any) -> GenerationResult:
+    """A :class:`GenerationResult` from a decoded map (the node's side); :class:`RequestError` if malformed."""
+    try:
+        result = GenerationResult(
+            output_ids=tuple(_int_list(obj["output_ids"], "output_ids", MAX_PROMPT_IDS, allow_empty=True)),
+            finish_reason=str(obj["finish_reason"]),
+            commitment=_bytes32(obj["commitment"], "commitment"),
+            model_hash=_bytes32(obj["model_hash"], "model_hash"),
+            adapter_hashes=tuple(_bytes32(h, "adapter_hashes") for h in obj["adapter_hashes"]),
+            prompt_tokens=int(obj["prompt_tokens"]),
+        )
+    except (KeyError, TypeError) as exc:
+        raise RequestError(f"malformed generate result: {exc}") from None
+    return result
+
+
+def decode_batch(obj: Any) -> list[GenerationRequest | SidecarError]:
+    """The requests of a batch; an invalid entry becomes its error so the others still run."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("requests"), list):
+        raise RequestError("a batch must be a map with a 'requests' list")
+    entries = obj["requests"]
+    if not 1 <= len(entries) <= MAX_BATCH:
+        raise RequestError(f"a batch holds 1..{MAX_BATCH} requests, got {len(entries)}")
+    decoded: list[GenerationRequest | SidecarError] = []
+    for entry in entries:
+        try:
+            decoded.append(decode_request(entry))
+        except RequestError as exc:
+            decoded.append(exc)
+    return decoded
+
+
+def encode_error(error: SidecarError | Exception) -> dict:
+    if isinstance(error, SidecarError):
+        return {"error": {"message": str(error), "type": type(error).__name__, "code": error.code}}
+    return {"error": {"message": "internal error", "type": "InternalError", "code": "internal_error"}}
+
+
+def decode_string_field(obj: Any, name: str) -> str:
+    if not isinstance(obj, dict) or not isinstance(obj.get(name), str):
+        raise RequestError(f"expected a map with a string '{name}'")
+    return obj[name]
+
+
+def decode_merge(obj: Any) -> tuple[list[str], list[int]]:
+    if not isinstance(obj, dict):
+        raise RequestError("a merge request must be a map")
+    ids, weights = obj.get("adapter_ids"), obj.get("weights_milli")
+    if not isinstance(ids, list) or not all(isinstance(a, str) for a in ids) or not 1 <= len(ids) <= 16:
+        raise RequestError("adapter_ids must be a list of 1..16 adapter ids")
+    weights = _int_list(weights, "weights_milli", 16)
+    if len(weights) != len(ids):
+        raise RequestError("weights_milli needs one weight per adapter")
+    return ids, weights
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int_list(value: Any, name: str, limit: int, allow_empty: bool = False) -> list[int]:
+    if not isinstance(value, list) or not all(_is_int(v) for v in value):
+        raise RequestError(f"{name} must be a list of integers")
+    if not value and not allow_empty:
+        raise RequestError(f"{name} must not be empty")
+    if len(value) > limit:
+        raise RequestError(f"{name} holds {len(value)} entries; at most {limit}")
+    return value
+
+
+def _bytes32(value: Any, name: str) -> bytes:
+    if not isinstance(value, bytes) or len(value) != 32:
+        raise RequestError(f"{name} must be 32 bytes")
+    return value
