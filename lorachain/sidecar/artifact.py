@@ -38,6 +38,7 @@ PROJECTIONS = {
     "up": "mlp.up_proj",
     "down": "mlp.down_proj",
 }
+CONVERTER_VERSION = "2"  # bump when conversion changes its output, so cached artifacts are rebuilt
 DEFAULT_CACHE = Path(os.environ.get("LORACHAIN_CACHE", "~/.cache/lorachain")).expanduser()
 
 
@@ -154,7 +155,7 @@ def load_model(model: str | Path, cache: Path = DEFAULT_CACHE) -> QuantizedModel
 
 def checkpoint_fingerprint(folder: Path) -> str:
     """A cache key for a checkpoint folder: its config and tokenizer bytes, and each weight file's size and mtime."""
-    h = hashlib.sha256(FORMAT.encode())
+    h = hashlib.sha256(f"{FORMAT}/{CONVERTER_VERSION}".encode())
     for name in (CONFIG_FILE, TOKENIZER_FILE, INDEX_FILE):
         path = folder / name
         h.update(name.encode() + (path.read_bytes() if path.is_file() else b"-"))
