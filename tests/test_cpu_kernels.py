@@ -67,3 +67,19 @@ def test_silu_quantize():
     gate, up = hidden_cases(), hidden_cases().flip(0)
     gate[5] = rand((96,), 1 << 30)  # beyond the clamp
     assert same(numba_ops.silu_quantize(gate, up), torch_ops.silu_quantize(gate, up))
+
+
+def test_attend_matches_torch_over_a_shared_pool():
+    from lorachain.sidecar.fixed_point import QKV_LIMIT
+
+    slots, layers, kv, context, d, group = 5, 2, 2, 24, 16, 3
+    keys = rand((slots, layers, kv, context, d), QKV_LIMIT).to(torch.int32)
+    values = rand((slots, layers, kv, context, d), QKV_LIMIT).to(torch.int32)
+    keys[1, 1] = QKV_LIMIT  # extreme: every key at the limit
+    q = rand((8, kv * group, d), QKV_LIMIT)
+    q[0] = -QKV_LIMIT
+    row_slots = torch.tensor([1, 1, 1, 0, 4, 2, 3, 1])
+    positions = torch.tensor([0, 1, 23, 5, 9, 23, 0, 12])
+    for layer in range(layers):
+        args = (q, keys, values, layer, row_slots, positions, group, 0x2E2A)
+        assert torch.equal(numba_ops.attend(*args), torch_ops.attend(*args))

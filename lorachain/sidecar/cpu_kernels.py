@@ -19,6 +19,7 @@ from lorachain.sidecar.fixed_point import (
     EXP_LUT_BITS,
     F_EXP,
     F_HIDDEN,
+    F_PROB,
     F_QKV,
     F_ROPE,
     HIDDEN_LIMIT,
@@ -193,3 +194,36 @@ def silu_quantize(gate, up, q_out, m_out, e_out) -> None:
             silu = _rshift_round(g * sig, F_EXP)
             y[j] = _clamp(_rshift_round(silu * u, F_HIDDEN), HIDDEN_LIMIT)
         _quantize_row(y, q_out, row, m_out, e_out)
+
+
+@njit(**_CACHE)
+def attend(q, keys, values, layer: int, slots, positions, group: int, multiplier: int, out) -> None:
+    """Causal attention of each row over its own sequence's cache (see ``TorchOps.attend``)."""
+    heads, head_dim = q.shape[1], q.shape[2]
+    context = keys.shape[3]
+    u = np.empty(context, dtype=np.int64)
+    w = np.empty(context, dtype=np.int64)
+    acc = np.empty(head_dim, dtype=np.int64)
+    for row in range(q.shape[0]):
+        slot, end = slots[row], positions[row] + 1
+        for h in range(heads):
+            g = h // group
+            top = -(1 << 62)
+            for t in range(end):
+                s = 0
+                for j in range(head_dim):
+                    s += q[row, h, j] * np.int64(keys[slot, layer, g, t, j])
+                u[t] = _rshift_round(s * multiplier, 2 * F_QKV)
+                top = max(top, u[t])
+            total = 0
+            for t in range(end):
+                w[t] = _exp2_neg(top - u[t])
+                total += w[t]
+            for j in range(head_dim):
+                acc[j] = 0
+            for t in range(end):
+                p = _div_round(w[t] << F_PROB, total)
+                for j in range(head_dim):
+                    acc[j] += p * np.int64(values[slot, layer, g, t, j])
+            for j in range(head_dim):
+                out[row, h * head_dim + j] = _rshift_round(acc[j], F_PROB + F_QKV - F_HIDDEN)

@@ -14,6 +14,8 @@ commitment. ``generate`` does all three for a list of requests.
 from __future__ import annotations
 
 import logging
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -26,24 +28,19 @@ from lorachain.sidecar.adapters import QuantizedAdapter
 from lorachain.sidecar.artifact import DEFAULT_CACHE, PROJECTIONS, QuantizedModel, load_model
 from lorachain.sidecar.commitment import inference_commitment
 from lorachain.sidecar.decoding import greedy_rows, sample
-from lorachain.sidecar.exact_matmul import ExactMatmul, exact_f64_matmul
+from lorachain.sidecar.exact_matmul import ExactMatmul
 from lorachain.sidecar.exact_ops import requantize, select_ops
 from lorachain.sidecar.fixed_point import (
-    F_HIDDEN,
-    F_PROB,
-    F_QKV,
     LOG2E,
-    div_round,
     quantize_rows,
     rshift_round,
-    softmax_weights,
 )
+from lorachain.sidecar.kv_cache import KVPool
 from lorachain.sidecar.types import DecodingParams, GenerationRequest, GenerationResult, RequestError
 
 log = logging.getLogger(__name__)
 
 MAX_CONTEXT = 1 << 15  # keeps attention sums (probabilities * values * positions) below 2^53
-CACHE_CHUNK = 256
 
 
 @dataclass
@@ -55,8 +52,8 @@ class Sequence:
     tokens: list[int]
     output_ids: list[int] = field(default_factory=list)
     cached: int = 0  # tokens whose keys and values are in the cache
-    keys: list[torch.Tensor] = field(default_factory=list)  # per layer [kv_heads, capacity, head_dim]
-    values: list[torch.Tensor] = field(default_factory=list)
+    slot: int = -1  # this sequence's slot in the engine's KV pool
+    release: Callable[[], None] = lambda: None  # gives the slot back (once; also when the sequence is dropped)
     done: bool = False
     finish_reason: str | None = None
 
@@ -168,6 +165,9 @@ class ExactEngine:
         self.eps_q40 = model.eps_q40
         # log2(e) / sqrt(head_dim) in F_EXP, correctly rounded
         self.score_multiplier = int((Decimal(LOG2E) / Decimal(cfg.head_dim).sqrt()).to_integral_value())
+        self.kv = KVPool(cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.max_position_embeddings, cfg.head_dim,
+                         self.device)  # fmt: skip
+        self.group = cfg.num_attention_heads // cfg.num_key_value_heads
         self._lora_cache: dict[tuple[bytes, ...], _LoraBatch] = {}
 
     # --- requests ------------------------------------------------------------------------------------
@@ -175,7 +175,10 @@ class ExactEngine:
     def start(self, request: GenerationRequest) -> Sequence:
         """Validate ``request`` and return its sequence, ready for :meth:`step`."""
         adapter = self.validate(request)
-        return Sequence(request=request, adapter=adapter, tokens=list(request.prompt_ids))
+        seq = Sequence(request=request, adapter=adapter, tokens=list(request.prompt_ids))
+        seq.slot = self.kv.acquire()
+        seq.release = weakref.finalize(seq, self.kv.release, seq.slot)
+        return seq
 
     def validate(self, request: GenerationRequest) -> QuantizedAdapter | None:
         """Raise the :class:`SidecarError` that ``request`` deserves, if any; return its adapter."""
@@ -199,6 +202,7 @@ class ExactEngine:
         return self.store.get(request.adapter_id) if request.adapter_id is not None else None
 
     def finish(self, seq: Sequence) -> GenerationResult:
+        seq.release()
         req = seq.request
         commitment = inference_commitment(
             self.model_hash, seq.adapter_hashes, req.prompt_ids, seq.output_ids, req.params
@@ -250,6 +254,8 @@ class ExactEngine:
                 seq.done, seq.finish_reason = True, "stop"
             elif len(seq.output_ids) >= seq.request.params.max_new_tokens or len(seq.tokens) >= self.context_length:
                 seq.done, seq.finish_reason = True, "length"
+            if seq.done:
+                seq.release()
 
     @torch.inference_mode()
     def score(self, token_ids: list[int], adapter_id: str | None = None) -> torch.Tensor:
@@ -262,23 +268,20 @@ class ExactEngine:
         """Run every sequence's uncached tokens; return the last position's logits per sequence (F_HIDDEN),
         or with ``all_positions`` the logits of every new row."""
         cfg = self.config
-        ids, positions, spans = [], [], []
+        ids, positions, spans, row_slots = [], [], [], []
         for seq in seqs:
             new = seq.tokens[seq.cached :]
             spans.append((len(ids), len(new)))
             ids.extend(new)
             positions.extend(range(seq.cached, seq.cached + len(new)))
-            self._reserve_cache(seq, seq.cached + len(new))
+            row_slots.extend([seq.slot] * len(new))
         ids_t = torch.tensor(ids, dtype=torch.int64, device=self.device)
         pos_t = torch.tensor(positions, dtype=torch.int64, device=self.device)
+        slots_t = torch.tensor(row_slots, dtype=torch.int64, device=self.device)
         rows_slot, lora = self._lora_rows(seqs, spans)
         ops, eps = self.ops, self.eps_q40
         x = rshift_round(self.embed_q[ids_t].to(torch.int64) * self.embed_c[ids_t][:, None], self.embed_shift)
-        # Sequences past their prompt contribute one row each: their attention runs as one batch.
-        decode_seqs = [seq for seq, (_, count) in zip(seqs, spans, strict=True) if count == 1 and seq.cached > 0]
-        decode_rows = [start for seq, (start, count) in zip(seqs, spans, strict=True) if count == 1 and seq.cached > 0]
-        decode_rows_t = torch.tensor(decode_rows, dtype=torch.int64, device=self.device)
-        heads, head_dim = cfg.num_attention_heads, cfg.head_dim
+        head_dim = cfg.head_dim
 
         def project(layer: int, short: str, qx, m, e) -> tuple:
             """The GEMM of one projection, its bias and its LoRA term (None where absent)."""
@@ -295,14 +298,10 @@ class ExactEngine:
             q = heads_of(ops.requant(*project(i, "q", qx, m, e)), True)
             k = heads_of(ops.requant(*project(i, "k", qx, m, e)), True)
             v = heads_of(ops.requant(*project(i, "v", qx, m, e)), False)
-            attn = torch.empty(len(ids), heads * head_dim, dtype=torch.int64, device=self.device)
-            for seq, (start, count) in zip(seqs, spans, strict=True):
-                if count > 1 or not decode_rows:
-                    rows = slice(start, start + count)
-                    attn[rows] = self._attend(seq, i, q[rows], k[rows], v[rows])
-            if decode_rows:
-                attn[decode_rows_t] = self._attend_decode(decode_seqs, i, q[decode_rows_t], k[decode_rows_t],
-                                                          v[decode_rows_t])  # fmt: skip
+            kv = self.kv
+            kv.keys[slots_t, i, :, pos_t] = k.to(torch.int32)
+            kv.values[slots_t, i, :, pos_t] = v.to(torch.int32)
+            attn = ops.attend(q, kv.keys, kv.values, i, slots_t, pos_t, self.group, self.score_multiplier)
             qx, m, e = ops.quantize(attn)
             x = ops.residual_add(x, *project(i, "o", qx, m, e))
             qx, m, e = ops.norm_quantize(x, post_norm, eps)
@@ -317,68 +316,6 @@ class ExactEngine:
         qx, m, e = ops.norm_quantize(x, self.final_norm, eps)
         head = self.lm_head
         return ops.requant(self.mm.product(qx, head.weight), head.c, head.shift, m, e)
-
-    def _attend(self, seq: Sequence, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Causal attention of this sequence's new rows over its cache: [T, heads, d] -> [T, heads * d]."""
-        cfg = self.config
-        start, count = seq.cached, q.shape[0]
-        end = start + count
-        keys, values = seq.keys[layer], seq.values[layer]
-        keys[:, start:end] = k.transpose(0, 1)
-        values[:, start:end] = v.transpose(0, 1)
-        kv_heads, group = cfg.num_key_value_heads, cfg.num_attention_heads // cfg.num_key_value_heads
-        # [kv, group * T, d]: the query heads that share a key/value head, all new positions
-        qg = q.view(count, kv_heads, group, -1).permute(1, 2, 0, 3).reshape(kv_heads, group * count, -1)
-        scores = exact_f64_matmul(qg, keys[:, :end].transpose(1, 2))  # F_QKV * 2, [kv, group*T, end]
-        log2_units = rshift_round(scores * self.score_multiplier, 2 * F_QKV)  # F_EXP base-2 exponents
-        query_pos = torch.arange(start, end, device=self.device).repeat(group)
-        valid = torch.arange(end, device=self.device)[None, :] <= query_pos[:, None]
-        weights = softmax_weights(log2_units, valid[None])
-        probs = div_round(weights << F_PROB, weights.sum(-1, keepdim=True))
-        out = exact_f64_matmul(probs, values[:, :end])  # F_PROB + F_QKV, [kv, group*T, d]
-        out = rshift_round(out, F_PROB + F_QKV - F_HIDDEN)
-        return out.view(kv_heads, group, count, -1).permute(2, 0, 1, 3).reshape(count, -1)
-
-    def _attend_decode(self, seqs: list[Sequence], layer: int, q, k, v) -> torch.Tensor:
-        """One new row per sequence, all sequences at once: [B, heads, d] -> [B, heads * d].
-
-        Caches are stacked and zero-padded to the longest; padded positions get weight exactly 0, so each
-        row's result is what :meth:`_attend` would give it alone.
-        """
-        cfg = self.config
-        ends = [seq.cached + 1 for seq in seqs]
-        longest = max(ends)
-        for seq, key, value in zip(seqs, k, v, strict=True):
-            seq.keys[layer][:, seq.cached] = key
-            seq.values[layer][:, seq.cached] = value
-        keys = torch.stack([_padded(seq.keys[layer], longest) for seq in seqs])  # [B, kv, L, d]
-        values = torch.stack([_padded(seq.values[layer], longest) for seq in seqs])
-        batch, kv_heads = len(seqs), cfg.num_key_value_heads
-        qg = q.view(batch, kv_heads, -1, cfg.head_dim)  # [B, kv, group, d]
-        scores = exact_f64_matmul(qg, keys.transpose(2, 3))  # [B, kv, group, L]
-        log2_units = rshift_round(scores * self.score_multiplier, 2 * F_QKV)
-        ends_t = torch.tensor(ends, device=self.device)
-        valid = (torch.arange(longest, device=self.device)[None, :] < ends_t[:, None])[:, None, None, :]
-        weights = softmax_weights(log2_units, valid)
-        probs = div_round(weights << F_PROB, weights.sum(-1, keepdim=True))
-        out = rshift_round(exact_f64_matmul(probs, values), F_PROB + F_QKV - F_HIDDEN)  # [B, kv, group, d]
-        return out.reshape(batch, -1)
-
-    def _reserve_cache(self, seq: Sequence, length: int) -> None:
-        cfg = self.config
-        capacity = seq.keys[0].shape[1] if seq.keys else 0
-        if length <= capacity:
-            return
-        new_capacity = min(self.context_length, -(-length // CACHE_CHUNK) * CACHE_CHUNK)
-        shape = (cfg.num_key_value_heads, new_capacity, cfg.head_dim)
-        for store in (seq.keys, seq.values):
-            for i in range(cfg.num_hidden_layers):
-                grown = torch.zeros(shape, dtype=torch.int64, device=self.device)
-                if i < len(store):
-                    grown[:, :capacity] = store[i][:, :capacity]
-                    store[i] = grown
-                else:
-                    store.append(grown)
 
     def _lora_rows(self, seqs: list[Sequence], spans) -> tuple[torch.Tensor | None, _LoraBatch | None]:
         adapters: dict[bytes, QuantizedAdapter] = {}
@@ -398,13 +335,6 @@ class ExactEngine:
         for seq, (_, count) in zip(seqs, spans, strict=True):
             slots.extend([slot_of[seq.adapter.hash] if seq.adapter is not None else 0] * count)
         return torch.tensor(slots, dtype=torch.int64, device=self.device), lora
-
-
-def _padded(cache: torch.Tensor, length: int) -> torch.Tensor:
-    """The first ``length`` positions of a [kv, capacity, d] cache, zero-padded if it holds fewer."""
-    if cache.shape[1] >= length:
-        return cache[:, :length]
-    return torch.nn.functional.pad(cache, (0, 0, 0, length - cache.shape[1]))
 
 
 def load_engine(

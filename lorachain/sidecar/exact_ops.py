@@ -12,16 +12,20 @@ import os
 
 import torch
 
+from lorachain.sidecar.exact_matmul import exact_f64_matmul
 from lorachain.sidecar.fixed_point import (
     F_HIDDEN,
+    F_PROB,
     F_QKV,
     HIDDEN_LIMIT,
     QKV_LIMIT,
     apply_rope,
+    div_round,
     quantize_rows,
     rms_norm,
     rshift_round,
     silu_mul,
+    softmax_weights,
 )
 
 Quantized = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # q, mantissa [M, 1], exponent [M, 1]
@@ -67,6 +71,27 @@ class TorchOps:
 
     def silu_quantize(self, gate: torch.Tensor, up: torch.Tensor) -> Quantized:
         return quantize_rows(silu_mul(gate, up))
+
+    def attend(self, q, keys, values, layer: int, slots, positions, group: int, multiplier: int) -> torch.Tensor:
+        """Causal attention of each row over its own sequence's cache: q [M, heads, d] -> [M, heads * d].
+
+        Row i attends to positions 0..positions[i] of slot slots[i] (its own key included). Scores are exact
+        integer dot products (F_QKV^2), turned into base-2 exponents by ``multiplier`` = log2(e)/sqrt(d) in
+        F_EXP; softmax weights come from the exp2 table, probabilities are F_PROB integers, and the weighted
+        sum of values is exact before rounding to F_HIDDEN. Positions past a row's end get weight 0.
+        """
+        rows, heads, head_dim = q.shape
+        longest = int(positions.max()) + 1
+        k = keys[slots, layer, :, :longest].to(torch.int64)  # [M, kv, L, d]
+        v = values[slots, layer, :, :longest].to(torch.int64)
+        qg = q.view(rows, -1, group, head_dim)  # [M, kv, group, d]
+        scores = exact_f64_matmul(qg, k.transpose(2, 3))  # [M, kv, group, L]
+        log2_units = rshift_round(scores * multiplier, 2 * F_QKV)
+        valid = (torch.arange(longest, device=q.device)[None, :] <= positions[:, None])[:, None, None, :]
+        weights = softmax_weights(log2_units, valid)
+        probs = div_round(weights << F_PROB, weights.sum(-1, keepdim=True))
+        out = rshift_round(exact_f64_matmul(probs, v), F_PROB + F_QKV - F_HIDDEN)  # [M, kv, group, d]
+        return out.reshape(rows, heads * head_dim)
 
 
 _EMPTY_VEC = torch.empty(0, dtype=torch.int64)
@@ -120,6 +145,12 @@ class NumbaOps:
         q, m, e = self._outputs(*gate.shape)
         self.k.silu_quantize(gate.numpy(), up.numpy(), q.numpy(), m.numpy(), e.numpy())
         return q, m, e
+
+    def attend(self, q, keys, values, layer: int, slots, positions, group: int, multiplier: int) -> torch.Tensor:
+        out = torch.empty(q.shape[0], q.shape[1] * q.shape[2], dtype=torch.int64)
+        self.k.attend(q.contiguous().numpy(), keys.numpy(), values.numpy(), layer, slots.numpy(), positions.numpy(),
+                      group, multiplier, out.numpy())  # fmt: skip
+        return out
 
 
 def _vec(t: torch.Tensor | None):
