@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from lorachain.sidecar.fixed_point import (
     EXP2_TABLE,
@@ -30,8 +31,19 @@ from lorachain.sidecar.fixed_point import (
     SCALE_MANTISSA_BITS,
 )
 
+# The OpenMP layer shares torch's OpenMP runtime; numba's own workqueue threads fight torch's GEMM threads
+# for the cores (measured: 2x slower decoding on 2 cores).
+if numba.config.THREADING_LAYER == "default":
+    try:
+        from numba.np.ufunc import omppool  # noqa: F401 (only probing that the layer loads)
+
+        numba.config.THREADING_LAYER = "omp"
+    except ImportError:
+        pass
+
 _EXP2 = EXP2_TABLE.numpy().copy()
 _CACHE = {"cache": True, "nogil": True}
+_PARALLEL = {"cache": True, "nogil": True, "parallel": True}
 
 
 @njit(**_CACHE)
@@ -89,19 +101,19 @@ def _quantize_row(y, q_out, row: int, m_out, e_out) -> None:
     e_out[row, 0] = e
 
 
-@njit(**_CACHE)
+@njit(**_PARALLEL)
 def quantize(x, q_out, m_out, e_out) -> None:
     """``quantize_rows(x)`` with q as float32 (ready for the exact GEMM)."""
-    for row in range(x.shape[0]):
+    for row in prange(x.shape[0]):
         _quantize_row(x[row], q_out, row, m_out, e_out)
 
 
-@njit(**_CACHE)
+@njit(**_PARALLEL)
 def norm_quantize(h, gamma, eps_q40: int, q_out, m_out, e_out) -> None:
     """``quantize_rows(rms_norm(h, gamma, eps_q40))``."""
     dim = h.shape[1]
-    y = np.empty(dim, dtype=np.int64)
-    for row in range(h.shape[0]):
+    for row in prange(h.shape[0]):
+        y = np.empty(dim, dtype=np.int64)
         amax = 0
         for j in range(dim):
             amax = max(amax, abs(h[row, j]))
@@ -125,11 +137,11 @@ def _requant(acc: float, c: int, shift: int, m: int, e: int) -> int:
     return _rshift_round(_rshift_round(np.int64(acc) * c, 16) * m, shift - 16 - e)
 
 
-@njit(**_CACHE)
+@njit(**_PARALLEL)
 def requant(acc, c, shift: int, m, e, bias, delta, out) -> None:
     """``requantize(acc, c, shift, m, e) (+ bias) (+ delta)`` into int64 ``out``; bias/delta may be empty."""
     has_bias, has_delta = bias.shape[0] > 0, delta.shape[0] > 0
-    for row in range(acc.shape[0]):
+    for row in prange(acc.shape[0]):
         for j in range(acc.shape[1]):
             y = _requant(acc[row, j], c[j], shift, m[row, 0], e[row, 0])
             if has_bias:
@@ -139,11 +151,11 @@ def requant(acc, c, shift: int, m, e, bias, delta, out) -> None:
             out[row, j] = y
 
 
-@njit(**_CACHE)
+@njit(**_PARALLEL)
 def residual_add(x, acc, c, shift: int, m, e, bias, delta) -> None:
     """``x = clamp(x + requantize(...) (+ bias) (+ delta))`` in place."""
     has_bias, has_delta = bias.shape[0] > 0, delta.shape[0] > 0
-    for row in range(acc.shape[0]):
+    for row in prange(acc.shape[0]):
         for j in range(acc.shape[1]):
             y = _requant(acc[row, j], c[j], shift, m[row, 0], e[row, 0])
             if has_bias:
@@ -153,12 +165,12 @@ def residual_add(x, acc, c, shift: int, m, e, bias, delta) -> None:
             x[row, j] = _clamp(x[row, j] + y, HIDDEN_LIMIT)
 
 
-@njit(**_CACHE)
+@njit(**_PARALLEL)
 def to_heads(y, cos, sin, positions, head_dim: int, rotate: bool, out) -> None:
     """F_HIDDEN projections -> clamped F_QKV heads, rotated by RoPE at ``positions`` when ``rotate``."""
     half = head_dim // 2
     heads = y.shape[1] // head_dim
-    for row in range(y.shape[0]):
+    for row in prange(y.shape[0]):
         pos = positions[row]
         for h in range(heads):
             base = h * head_dim
@@ -179,12 +191,12 @@ def _exp2_neg(d: int) -> int:
     return _EXP2[frac] >> whole
 
 
-@njit(**_CACHE)
+@njit(**_PARALLEL)
 def silu_quantize(gate, up, q_out, m_out, e_out) -> None:
     """``quantize_rows(silu_mul(gate, up))`` for F_HIDDEN int64 gate and up."""
-    y = np.empty(gate.shape[1], dtype=np.int64)
     one = 1 << F_EXP
-    for row in range(gate.shape[0]):
+    for row in prange(gate.shape[0]):
+        y = np.empty(gate.shape[1], dtype=np.int64)
         for j in range(gate.shape[1]):
             g = _clamp(gate[row, j], MLP_LIMIT)
             u = _clamp(up[row, j], MLP_LIMIT)
@@ -196,15 +208,15 @@ def silu_quantize(gate, up, q_out, m_out, e_out) -> None:
         _quantize_row(y, q_out, row, m_out, e_out)
 
 
-@njit(**_CACHE)
+@njit(**_PARALLEL)
 def attend(q, keys, values, layer: int, slots, positions, group: int, multiplier: int, out) -> None:
     """Causal attention of each row over its own sequence's cache (see ``TorchOps.attend``)."""
     heads, head_dim = q.shape[1], q.shape[2]
     context = keys.shape[3]
-    u = np.empty(context, dtype=np.int64)
-    w = np.empty(context, dtype=np.int64)
-    acc = np.empty(head_dim, dtype=np.int64)
-    for row in range(q.shape[0]):
+    for row in prange(q.shape[0]):
+        u = np.empty(context, dtype=np.int64)
+        w = np.empty(context, dtype=np.int64)
+        acc = np.empty(head_dim, dtype=np.int64)
         slot, end = slots[row], positions[row] + 1
         for h in range(heads):
             g = h // group
@@ -227,3 +239,52 @@ def attend(q, keys, values, layer: int, slots, positions, group: int, multiplier
                     acc[j] += p * np.int64(values[slot, layer, g, t, j])
             for j in range(head_dim):
                 out[row, h * head_dim + j] = _rshift_round(acc[j], F_PROB + F_QKV - F_HIDDEN)
+
+
+@njit(**_PARALLEL)
+def requant_heads(acc, c, shift: int, m, e, bias, delta, cos, sin, positions, head_dim: int, rotate: bool, out):
+    """``to_heads(requant(...))`` in one pass: a q/k/v projection straight to (rotated) F_QKV heads."""
+    has_bias, has_delta = bias.shape[0] > 0, delta.shape[0] > 0
+    half = head_dim // 2
+    heads = acc.shape[1] // head_dim
+    for row in prange(acc.shape[0]):
+        pos = positions[row]
+        for h in range(heads):
+            base = h * head_dim
+            for j in range(head_dim):
+                y = _requant(acc[row, base + j], c[base + j], shift, m[row, 0], e[row, 0])
+                if has_bias:
+                    y += bias[base + j]
+                if has_delta:
+                    y += delta[row, base + j]
+                out[row, h, j] = _clamp(_rshift_round(y, F_HIDDEN - F_QKV), QKV_LIMIT)
+            if rotate:
+                for j in range(half):
+                    x1, x2 = out[row, h, j], out[row, h, j + half]
+                    cj, sj = cos[pos, j], sin[pos, j]
+                    out[row, h, j] = _clamp(_rshift_round(x1 * cj - x2 * sj, F_ROPE), QKV_LIMIT)
+                    out[row, h, j + half] = _clamp(_rshift_round(x2 * cj + x1 * sj, F_ROPE), QKV_LIMIT)
+
+
+@njit(**_PARALLEL)
+def mlp_quantize(acc_g, c_g, shift_g: int, delta_g, acc_u, c_u, shift_u: int, delta_u, m, e, q_out, m_out, e_out):
+    """``silu_quantize(requant(gate), requant(up))`` in one pass."""
+    has_dg, has_du = delta_g.shape[0] > 0, delta_u.shape[0] > 0
+    one = 1 << F_EXP
+    for row in prange(acc_g.shape[0]):
+        y = np.empty(acc_g.shape[1], dtype=np.int64)
+        for j in range(acc_g.shape[1]):
+            g = _requant(acc_g[row, j], c_g[j], shift_g, m[row, 0], e[row, 0])
+            u = _requant(acc_u[row, j], c_u[j], shift_u, m[row, 0], e[row, 0])
+            if has_dg:
+                g += delta_g[row, j]
+            if has_du:
+                u += delta_u[row, j]
+            g = _clamp(g, MLP_LIMIT)
+            u = _clamp(u, MLP_LIMIT)
+            ex = _exp2_neg(_rshift_round(abs(g) * LOG2E, F_HIDDEN))
+            positive = _div_round(1 << (2 * F_EXP), one + ex)
+            sig = positive if g >= 0 else one - positive
+            silu = _rshift_round(g * sig, F_EXP)
+            y[j] = _clamp(_rshift_round(silu * u, F_HIDDEN), HIDDEN_LIMIT)
+        _quantize_row(y, q_out, row, m_out, e_out)

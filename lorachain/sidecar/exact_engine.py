@@ -289,15 +289,15 @@ class ExactEngine:
             delta = lora.apply((layer, short), rows_slot, qx, m, e, self.mm) if lora is not None else None
             return self.mm.product(qx, lin.weight), lin.c, lin.shift, m, e, lin.bias, delta
 
-        def heads_of(y, rotate: bool):
-            return ops.to_heads(y, self.rope_cos, self.rope_sin, pos_t, head_dim, rotate)
+        def heads_of(projection: tuple, rotate: bool):
+            return ops.requant_heads(*projection, self.rope_cos, self.rope_sin, pos_t, head_dim, rotate)
 
         for i in range(len(self.layers)):
             input_norm, post_norm = self.norms[i]
             qx, m, e = ops.norm_quantize(x, input_norm, eps)
-            q = heads_of(ops.requant(*project(i, "q", qx, m, e)), True)
-            k = heads_of(ops.requant(*project(i, "k", qx, m, e)), True)
-            v = heads_of(ops.requant(*project(i, "v", qx, m, e)), False)
+            q = heads_of(project(i, "q", qx, m, e), True)
+            k = heads_of(project(i, "k", qx, m, e), True)
+            v = heads_of(project(i, "v", qx, m, e), False)
             kv = self.kv
             kv.keys[slots_t, i, :, pos_t] = k.to(torch.int32)
             kv.values[slots_t, i, :, pos_t] = v.to(torch.int32)
@@ -305,9 +305,9 @@ class ExactEngine:
             qx, m, e = ops.quantize(attn)
             x = ops.residual_add(x, *project(i, "o", qx, m, e))
             qx, m, e = ops.norm_quantize(x, post_norm, eps)
-            gate = ops.requant(*project(i, "gate", qx, m, e))
-            up = ops.requant(*project(i, "up", qx, m, e))
-            qx, m, e = ops.silu_quantize(gate, up)
+            acc_g, c_g, shift_g, _, _, _, delta_g = project(i, "gate", qx, m, e)
+            acc_u, c_u, shift_u, _, _, _, delta_u = project(i, "up", qx, m, e)
+            qx, m, e = ops.mlp_quantize((acc_g, c_g, shift_g, delta_g), (acc_u, c_u, shift_u, delta_u), m, e)
             x = ops.residual_add(x, *project(i, "down", qx, m, e))
         for seq, (_, count) in zip(seqs, spans, strict=True):
             seq.cached += count

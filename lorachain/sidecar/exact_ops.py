@@ -72,6 +72,17 @@ class TorchOps:
     def silu_quantize(self, gate: torch.Tensor, up: torch.Tensor) -> Quantized:
         return quantize_rows(silu_mul(gate, up))
 
+    def requant_heads(self, acc, c, shift, m, e, bias, delta, cos, sin, positions, head_dim, rotate) -> torch.Tensor:
+        """A q/k/v projection's GEMM result straight to (rotated) F_QKV heads."""
+        return self.to_heads(self.requant(acc, c, shift, m, e, bias, delta), cos, sin, positions, head_dim, rotate)
+
+    def mlp_quantize(self, gate: tuple, up: tuple, m, e) -> Quantized:
+        """``(acc, c, shift, delta)`` of the gate and up projections -> quantized ``silu(gate) * up``."""
+        (acc_g, c_g, shift_g, delta_g), (acc_u, c_u, shift_u, delta_u) = gate, up
+        g = self.requant(acc_g, c_g, shift_g, m, e, None, delta_g)
+        u = self.requant(acc_u, c_u, shift_u, m, e, None, delta_u)
+        return self.silu_quantize(g, u)
+
     def attend(self, q, keys, values, layer: int, slots, positions, group: int, multiplier: int) -> torch.Tensor:
         """Causal attention of each row over its own sequence's cache: q [M, heads, d] -> [M, heads * d].
 
@@ -145,6 +156,19 @@ class NumbaOps:
         q, m, e = self._outputs(*gate.shape)
         self.k.silu_quantize(gate.numpy(), up.numpy(), q.numpy(), m.numpy(), e.numpy())
         return q, m, e
+
+    def requant_heads(self, acc, c, shift, m, e, bias, delta, cos, sin, positions, head_dim, rotate) -> torch.Tensor:
+        out = torch.empty(acc.shape[0], acc.shape[1] // head_dim, head_dim, dtype=torch.int64)
+        self.k.requant_heads(acc.numpy(), c.numpy(), shift, m.numpy(), e.numpy(), _vec(bias), _mat(delta), cos.numpy(),
+                             sin.numpy(), positions.numpy(), head_dim, rotate, out.numpy())  # fmt: skip
+        return out
+
+    def mlp_quantize(self, gate: tuple, up: tuple, m, e) -> Quantized:
+        (acc_g, c_g, shift_g, delta_g), (acc_u, c_u, shift_u, delta_u) = gate, up
+        q, m_out, e_out = self._outputs(*acc_g.shape)
+        self.k.mlp_quantize(acc_g.numpy(), c_g.numpy(), shift_g, _mat(delta_g), acc_u.numpy(), c_u.numpy(), shift_u,
+                            _mat(delta_u), m.numpy(), e.numpy(), q.numpy(), m_out.numpy(), e_out.numpy())  # fmt: skip
+        return q, m_out, e_out
 
     def attend(self, q, keys, values, layer: int, slots, positions, group: int, multiplier: int) -> torch.Tensor:
         out = torch.empty(q.shape[0], q.shape[1] * q.shape[2], dtype=torch.int64)
