@@ -149,6 +149,7 @@ class ExactEngine:
         t = {k: v.to(self.device) for k, v in model.tensors.items()}
         self.embed_q, self.embed_c, self.embed_shift = t["embed.q"], t["embed.c"], model.shifts["embed"]
         self.layers: list[dict[str, _Linear]] = []
+        self.fused: list[dict[str, torch.Tensor]] = []
         self.norms: list[tuple[torch.Tensor, torch.Tensor]] = []
         for i in range(cfg.num_hidden_layers):
             layer = {}
@@ -158,6 +159,12 @@ class ExactEngine:
                     self.mm.weights(t[f"{name}.q"]), t[f"{name}.c"], model.shifts[name], t.get(f"{name}.bias")
                 )
             self.layers.append(layer)
+            # One GEMM for q, k, v and one for gate, up: the rows of the stacked matrix are the same rows, so
+            # each column block is exactly the separate product (requantized per block afterwards).
+            self.fused.append({
+                "qkv": torch.cat([layer[s].weight for s in ("q", "k", "v")]),
+                "gate_up": torch.cat([layer[s].weight for s in ("gate", "up")]),
+            })  # fmt: skip
             self.norms.append((t[f"layers.{i}.input_norm"], t[f"layers.{i}.post_norm"]))
         self.final_norm = t["norm"]
         self.lm_head = _Linear(self.mm.weights(t["lm_head.q"]), t["lm_head.c"], model.shifts["lm_head"], None)
@@ -283,11 +290,22 @@ class ExactEngine:
         x = rshift_round(self.embed_q[ids_t].to(torch.int64) * self.embed_c[ids_t][:, None], self.embed_shift)
         head_dim = cfg.head_dim
 
-        def project(layer: int, short: str, qx, m, e) -> tuple:
-            """The GEMM of one projection, its bias and its LoRA term (None where absent)."""
+        def project(layer: int, short: str, qx, m, e, acc=None) -> tuple:
+            """One projection's GEMM result (or its block ``acc`` of a fused GEMM), multipliers, bias, LoRA term."""
             lin: _Linear = self.layers[layer][short]
             delta = lora.apply((layer, short), rows_slot, qx, m, e, self.mm) if lora is not None else None
-            return self.mm.product(qx, lin.weight), lin.c, lin.shift, m, e, lin.bias, delta
+            if acc is None:
+                acc = self.mm.product(qx, lin.weight)
+            return acc, lin.c, lin.shift, m, e, lin.bias, delta
+
+        def blocks(layer: int, fused: str, names: tuple[str, ...], qx) -> list:
+            acc = self.mm.product(qx, self.fused[layer][fused])
+            parts, start = [], 0
+            for name in names:
+                size = self.layers[layer][name].weight.shape[0]
+                parts.append(acc[:, start : start + size])
+                start += size
+            return parts
 
         def heads_of(projection: tuple, rotate: bool):
             return ops.requant_heads(*projection, self.rope_cos, self.rope_sin, pos_t, head_dim, rotate)
@@ -295,9 +313,10 @@ class ExactEngine:
         for i in range(len(self.layers)):
             input_norm, post_norm = self.norms[i]
             qx, m, e = ops.norm_quantize(x, input_norm, eps)
-            q = heads_of(project(i, "q", qx, m, e), True)
-            k = heads_of(project(i, "k", qx, m, e), True)
-            v = heads_of(project(i, "v", qx, m, e), False)
+            acc_q, acc_k, acc_v = blocks(i, "qkv", ("q", "k", "v"), qx)
+            q = heads_of(project(i, "q", qx, m, e, acc_q), True)
+            k = heads_of(project(i, "k", qx, m, e, acc_k), True)
+            v = heads_of(project(i, "v", qx, m, e, acc_v), False)
             kv = self.kv
             kv.keys[slots_t, i, :, pos_t] = k.to(torch.int32)
             kv.values[slots_t, i, :, pos_t] = v.to(torch.int32)
@@ -305,8 +324,9 @@ class ExactEngine:
             qx, m, e = ops.quantize(attn)
             x = ops.residual_add(x, *project(i, "o", qx, m, e))
             qx, m, e = ops.norm_quantize(x, post_norm, eps)
-            acc_g, c_g, shift_g, _, _, _, delta_g = project(i, "gate", qx, m, e)
-            acc_u, c_u, shift_u, _, _, _, delta_u = project(i, "up", qx, m, e)
+            acc_g, acc_u = blocks(i, "gate_up", ("gate", "up"), qx)
+            acc_g, c_g, shift_g, _, _, _, delta_g = project(i, "gate", qx, m, e, acc_g)
+            acc_u, c_u, shift_u, _, _, _, delta_u = project(i, "up", qx, m, e, acc_u)
             qx, m, e = ops.mlp_quantize((acc_g, c_g, shift_g, delta_g), (acc_u, c_u, shift_u, delta_u), m, e)
             x = ops.residual_add(x, *project(i, "down", qx, m, e))
         for seq, (_, count) in zip(seqs, spans, strict=True):
