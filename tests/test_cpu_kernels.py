@@ -83,3 +83,22 @@ def test_attend_matches_torch_over_a_shared_pool():
     for layer in range(layers):
         args = (q, keys, values, layer, row_slots, positions, group, 0x2E2A)
         assert torch.equal(numba_ops.attend(*args), torch_ops.attend(*args))
+
+
+def test_lora_kernels_match_torch():
+    n_slots, rank, rows, fan_out = 4, 8, 9, 40
+    acc = rand((rows, n_slots * rank), 127 * 127 * 256).to(torch.float32)
+    slots = torch.tensor([0, 1, 2, 3, 1, 1, 0, 3, 2])
+    a_c = torch.randint(0, 1 << 23, (n_slots, rank), generator=GEN)
+    a_c[0] = 0  # slot 0: no adapter
+    a_shift = torch.tensor([0, 36, 40, 33])
+    m = torch.randint(1, 1 << 16, (rows, 1), generator=GEN)
+    e = torch.randint(0, 15, (rows, 1), generator=GEN)
+    mid = numba_ops.lora_mid(acc, slots, a_c, a_shift, m, e, n_slots, rank)
+    assert same(mid, torch_ops.lora_mid(acc, slots, a_c, a_shift, m, e, n_slots, rank))
+    acc_b = rand((rows, fan_out), 127 * 127 * n_slots * rank).to(torch.float32)
+    b_c = torch.randint(0, 1 << 23, (n_slots, fan_out), generator=GEN)
+    b_shift = torch.tensor([0, 38, 35, 41])
+    assert same(
+        numba_ops.lora_out(acc_b, slots, b_c, b_shift, m, e), torch_ops.lora_out(acc_b, slots, b_c, b_shift, m, e)
+    )

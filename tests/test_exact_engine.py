@@ -263,3 +263,18 @@ def test_cli_convert_prints_the_artifact_hash(world, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "lorachain.cli", "model", "convert", "--model", str(tmp_path / "none")],
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert bad.returncode == 1 and "does not exist" in bad.stderr
+
+
+def test_torch_reference_ops_give_the_same_bits(world):
+    """The fused CPU kernels (LoRA per-row kernel included) against the torch definition, end to end."""
+    from lorachain.sidecar.exact_ops import TorchOps
+
+    engine, requests = world["engine"], world["requests"][:64]
+    fast_ops = engine.ops
+    engine.ops = TorchOps()
+    try:
+        results = engine.generate(requests)
+    finally:
+        engine.ops = fast_ops
+    assert fast_ops.name == "numba"
+    assert fingerprint(results) == fingerprint(world["alone"][:64])

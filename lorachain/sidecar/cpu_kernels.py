@@ -288,3 +288,73 @@ def mlp_quantize(acc_g, c_g, shift_g: int, delta_g, acc_u, c_u, shift_u: int, de
             silu = _rshift_round(g * sig, F_EXP)
             y[j] = _clamp(_rshift_round(silu * u, F_HIDDEN), HIDDEN_LIMIT)
         _quantize_row(y, q_out, row, m_out, e_out)
+
+
+@njit(**_PARALLEL)
+def lora_mid(acc, slots, a_c, a_shift, m, e, n_slots: int, rank: int, sparse, m_out, e_out) -> None:
+    """The middle of the LoRA path (see ``TorchOps.lora_mid``): each row keeps its own slot's ``A x``,
+    requantized and quantized, placed in a zero row of ``n_slots * rank`` (float32) for the B GEMM."""
+    for row in prange(acc.shape[0]):
+        slot = slots[row]
+        t = np.empty(rank, dtype=np.int64)
+        for j in range(rank):
+            t[j] = _requant(acc[row, slot * rank + j], a_c[slot, j], a_shift[slot], m[row, 0], e[row, 0])
+        amax = 1
+        for j in range(rank):
+            amax = max(amax, abs(t[j]))
+        ex = max(_bit_length(amax) - SCALE_MANTISSA_BITS, 0)
+        mant = -((-amax) >> ex)
+        for j in range(n_slots * rank):
+            sparse[row, j] = 0
+        for j in range(rank):
+            sparse[row, slot * rank + j] = _clamp(_div_round(t[j] * INT8_MAX, mant << ex), INT8_MAX)
+        m_out[row, 0] = mant
+        e_out[row, 0] = ex
+
+
+@njit(**_PARALLEL)
+def lora_out(acc, slots, b_c, b_shift, m, e, out) -> None:
+    """The LoRA term of each row from the B GEMM, with its own adapter's multipliers."""
+    for row in prange(acc.shape[0]):
+        slot = slots[row]
+        for j in range(acc.shape[1]):
+            out[row, j] = _requant(acc[row, j], b_c[slot, j], b_shift[slot], m[row, 0], e[row, 0])
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _dot(x, w) -> float:
+    """A dot product of int8-valued float32 vectors: exact (every partial sum is an integer below 2^24), so
+    the reassociation fastmath allows cannot change it."""
+    total = np.float32(0)
+    for k in range(x.shape[0]):
+        total += x[k] * w[k]
+    return total
+
+
+@njit(**_PARALLEL)
+def lora_rows(qx, slots, a_q, a_c, a_shift, m, e, b_q, b_c, b_shift, out) -> None:
+    """Each row's LoRA term with only its own adapter (a BGMV kernel): the same integers as the segmented
+    GEMMs of ``TorchOps.lora_mid``/``lora_out``, without multiplying by the other adapters' zeros.
+
+    a_q [slots, r, in] and b_q [slots, out, r] hold int8 values as float32; slot 0 is "no adapter".
+    """
+    rank = a_q.shape[1]
+    for row in prange(qx.shape[0]):
+        slot = slots[row]
+        if slot == 0:
+            for n in range(out.shape[1]):
+                out[row, n] = 0
+            continue
+        t = np.empty(rank, dtype=np.int64)
+        for j in range(rank):
+            t[j] = _requant(_dot(qx[row], a_q[slot, j]), a_c[slot, j], a_shift[slot], m[row, 0], e[row, 0])
+        amax = 1
+        for j in range(rank):
+            amax = max(amax, abs(t[j]))
+        ex = max(_bit_length(amax) - SCALE_MANTISSA_BITS, 0)
+        mant = -((-amax) >> ex)
+        qt = np.empty(rank, dtype=np.float32)
+        for j in range(rank):
+            qt[j] = _clamp(_div_round(t[j] * INT8_MAX, mant << ex), INT8_MAX)
+        for n in range(out.shape[1]):
+            out[row, n] = _requant(_dot(qt, b_q[slot, n]), b_c[slot, n], b_shift[slot], mant, ex)

@@ -29,10 +29,9 @@ from lorachain.sidecar.artifact import DEFAULT_CACHE, PROJECTIONS, QuantizedMode
 from lorachain.sidecar.commitment import inference_commitment
 from lorachain.sidecar.decoding import greedy_rows, sample
 from lorachain.sidecar.exact_matmul import ExactMatmul
-from lorachain.sidecar.exact_ops import requantize, select_ops
+from lorachain.sidecar.exact_ops import select_ops
 from lorachain.sidecar.fixed_point import (
     LOG2E,
-    quantize_rows,
     rshift_round,
 )
 from lorachain.sidecar.kv_cache import KVPool
@@ -105,22 +104,15 @@ class _LoraBatch:
                 b_q[:, i, :r], b_c[i], b_shift[i] = b.q.to(device, mm.dtype), b.c.to(device), b.shift
             a_all = a_q.reshape(slots * rank, fan_in)
             b_all = b_q.reshape(fan_out, slots * rank)
-            self.modules[key] = (a_all, a_c, a_shift, b_all, b_c, b_shift, slots, rank)
+            b_rows = b_q.permute(1, 0, 2).contiguous()  # [slots, out, r]: each adapter's B, for per-row kernels
+            self.modules[key] = (a_all, a_c, a_shift, b_all, b_c, b_shift, slots, rank, b_rows)
 
-    def apply(self, key, slots, qx, mantissa, exponent, mm: ExactMatmul) -> torch.Tensor | None:
+    def apply(self, key, slots, qx, mantissa, exponent, mm: ExactMatmul, ops) -> torch.Tensor | None:
         """The LoRA term ``scaling * B (A x)`` for each row (zero for rows in slot 0), in F_HIDDEN."""
         module = self.modules.get(key)
         if module is None:
             return None
-        a_all, a_c, a_shift, b_all, b_c, b_shift, n_slots, rank = module
-        rows = torch.arange(qx.shape[0], device=qx.device)
-        acc = mm.linear(qx, a_all).view(-1, n_slots, rank)[rows, slots]  # [M, r]: the row's own adapter
-        t = requantize(acc, a_c[slots], a_shift[slots][:, None], mantissa, exponent)
-        qt, mt, et = quantize_rows(t)
-        sparse = torch.zeros(qx.shape[0], n_slots, rank, dtype=torch.int64, device=qx.device)
-        sparse[rows, slots] = qt
-        acc_b = mm.linear(sparse.view(qx.shape[0], -1), b_all)  # [M, N]
-        return requantize(acc_b, b_c[slots], b_shift[slots][:, None], mt, et)
+        return ops.lora_delta(qx, slots, module, mantissa, exponent, mm)
 
 
 class ExactEngine:
@@ -293,7 +285,7 @@ class ExactEngine:
         def project(layer: int, short: str, qx, m, e, acc=None) -> tuple:
             """One projection's GEMM result (or its block ``acc`` of a fused GEMM), multipliers, bias, LoRA term."""
             lin: _Linear = self.layers[layer][short]
-            delta = lora.apply((layer, short), rows_slot, qx, m, e, self.mm) if lora is not None else None
+            delta = lora.apply((layer, short), rows_slot, qx, m, e, self.mm, ops) if lora is not None else None
             if acc is None:
                 acc = self.mm.product(qx, lin.weight)
             return acc, lin.c, lin.shift, m, e, lin.bias, delta

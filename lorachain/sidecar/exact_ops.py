@@ -83,6 +83,27 @@ class TorchOps:
         u = self.requant(acc_u, c_u, shift_u, m, e, None, delta_u)
         return self.silu_quantize(g, u)
 
+    def lora_mid(self, acc, slots, a_c, a_shift, m, e, n_slots: int, rank: int) -> Quantized:
+        """From ``x @ A_all.T`` [M, slots * r] to the B GEMM's input: each row keeps its own slot's r values,
+        requantized with its adapter's A multipliers and quantized per row, in an otherwise zero row."""
+        rows = torch.arange(acc.shape[0], device=acc.device)
+        own = acc.view(-1, n_slots, rank)[rows, slots]  # [M, r]
+        t = requantize(own, a_c[slots], a_shift[slots][:, None], m, e)
+        qt, mt, et = quantize_rows(t)
+        sparse = torch.zeros(acc.shape[0], n_slots, rank, dtype=torch.int64, device=acc.device)
+        sparse[rows, slots] = qt
+        return sparse.view(acc.shape[0], -1), mt, et
+
+    def lora_out(self, acc, slots, b_c, b_shift, m, e) -> torch.Tensor:
+        """The LoRA term of each row from ``t_sparse @ B_all.T``, with its own adapter's B multipliers."""
+        return requantize(acc, b_c[slots], b_shift[slots][:, None], m, e)
+
+    def lora_delta(self, qx, slots, module, m, e, mm) -> torch.Tensor:
+        """``scaling * B (A x)`` per row with the row's own adapter: two segmented GEMMs over all adapters."""
+        a_all, a_c, a_shift, b_all, b_c, b_shift, n_slots, rank = module[:8]
+        sparse, mt, et = self.lora_mid(mm.product(qx, a_all), slots, a_c, a_shift, m, e, n_slots, rank)
+        return self.lora_out(mm.product(sparse, b_all), slots, b_c, b_shift, mt, et)
+
     def attend(self, q, keys, values, layer: int, slots, positions, group: int, multiplier: int) -> torch.Tensor:
         """Causal attention of each row over its own sequence's cache: q [M, heads, d] -> [M, heads * d].
 
@@ -169,6 +190,26 @@ class NumbaOps:
         self.k.mlp_quantize(acc_g.numpy(), c_g.numpy(), shift_g, _mat(delta_g), acc_u.numpy(), c_u.numpy(), shift_u,
                             _mat(delta_u), m.numpy(), e.numpy(), q.numpy(), m_out.numpy(), e_out.numpy())  # fmt: skip
         return q, m_out, e_out
+
+    def lora_mid(self, acc, slots, a_c, a_shift, m, e, n_slots: int, rank: int) -> Quantized:
+        sparse, mt, et = self._outputs(acc.shape[0], n_slots * rank)
+        self.k.lora_mid(acc.numpy(), slots.numpy(), a_c.numpy(), a_shift.numpy(), m.numpy(), e.numpy(), n_slots, rank,
+                        sparse.numpy(), mt.numpy(), et.numpy())  # fmt: skip
+        return sparse, mt, et
+
+    def lora_out(self, acc, slots, b_c, b_shift, m, e) -> torch.Tensor:
+        out = torch.empty(acc.shape, dtype=torch.int64)
+        self.k.lora_out(acc.numpy(), slots.numpy(), b_c.numpy(), b_shift.numpy(), m.numpy(), e.numpy(), out.numpy())
+        return out
+
+    def lora_delta(self, qx, slots, module, m, e, mm) -> torch.Tensor:
+        """The same integers by a per-row kernel that touches only the row's own adapter."""
+        a_all, a_c, a_shift, _, b_c, b_shift, n_slots, rank, b_rows = module
+        out = torch.empty(qx.shape[0], b_rows.shape[1], dtype=torch.int64)
+        a_q = a_all.view(n_slots, rank, -1)
+        self.k.lora_rows(qx.to(torch.float32).numpy(), slots.numpy(), a_q.numpy(), a_c.numpy(), a_shift.numpy(),
+                         m.numpy(), e.numpy(), b_rows.numpy(), b_c.numpy(), b_shift.numpy(), out.numpy())  # fmt: skip
+        return out
 
     def attend(self, q, keys, values, layer: int, slots, positions, group: int, multiplier: int) -> torch.Tensor:
         out = torch.empty(q.shape[0], q.shape[1] * q.shape[2], dtype=torch.int64)
