@@ -55,7 +55,15 @@ def _rshift_round(x: int, s: int) -> int:
 
 @njit(**_CACHE)
 def _div_round(num: int, den: int) -> int:
-    return (2 * num + den) // (2 * den)
+    """``floor((2 num + den) / (2 den))`` for den > 0, exactly: a float64 quotient as the first guess (64-bit
+    integer division is the slowest instruction in these kernels), then integer steps to the exact value."""
+    top, bottom = 2 * num + den, 2 * den
+    q = np.int64(math.floor(np.float64(top) / np.float64(bottom)))
+    while q * bottom > top:
+        q -= 1
+    while (q + 1) * bottom <= top:
+        q += 1
+    return q
 
 
 @njit(**_CACHE)
