@@ -279,7 +279,6 @@ class ExactEngine:
         slots_t = torch.tensor(row_slots, dtype=torch.int64, device=self.device)
         rows_slot, lora = self._lora_rows(seqs, spans)
         ops, eps = self.ops, self.eps_q40
-        ops.start_pass(len(ids))
         x = rshift_round(self.embed_q[ids_t].to(torch.int64) * self.embed_c[ids_t][:, None], self.embed_shift)
         head_dim = cfg.head_dim
 

@@ -45,9 +45,6 @@ class TorchOps:
 
     name = "torch"
 
-    def start_pass(self, rows: int) -> None:
-        """Nothing to prepare: torch picks its own threads."""
-
     def norm_quantize(self, h: torch.Tensor, gamma: torch.Tensor, eps_q40: int) -> Quantized:
         return quantize_rows(rms_norm(h, gamma, eps_q40))
 
@@ -138,20 +135,10 @@ class NumbaOps:
 
     name = "numba"
 
-    PARALLEL_ROWS = 8  # below this many rows, waking the other threads costs more than it saves
-
     def __init__(self) -> None:
-        import numba
-
         from lorachain.sidecar import cpu_kernels
 
         self.k = cpu_kernels
-        self._numba = numba
-        self._max_threads = numba.config.NUMBA_NUM_THREADS
-
-    def start_pass(self, rows: int) -> None:
-        """Choose the kernels' thread count for a forward pass over ``rows`` rows (results do not depend on it)."""
-        self._numba.set_num_threads(self._max_threads if rows >= self.PARALLEL_ROWS else 1)
 
     @staticmethod
     def _outputs(rows: int, cols: int) -> Quantized:

@@ -1,9 +1,11 @@
 """OpenAI-compatible endpoints: ``/v1/models``, ``/v1/completions``, ``/v1/chat/completions``.
 
 ``model`` names the base model (its 0x hash or its served name) or a registered adapter (its 0x id), as
-vLLM and LoRAX do. Sampling follows OpenAI's defaults (temperature 1, top_p 1); ``seed`` (an integer)
-makes sampling reproducible, and ``temperature: 0`` is greedy. Streaming uses server-sent events ending
-with ``data: [DONE]``. Each choice carries ``lorachain: {commitment, model_hash, adapter_hashes}``.
+vLLM and LoRAX do. Sampling follows OpenAI's defaults (temperature 1, top_p 1) and is always reproducible:
+the engine's 32-byte seed is ``keccak256(seed as a 32-byte signed big-endian integer)`` (``seed`` defaults
+to 0), and ``temperature: 0`` is greedy. ``null`` means "the default" for every option. Streaming uses
+server-sent events ending with ``data: [DONE]``. Each choice carries ``lorachain: {commitment, model_hash,
+adapter_hashes, output_ids}``; a stream carries it on its last chunk.
 
 Chat messages are rendered as ``"<Role>: <content>\\n"`` lines followed by ``"Assistant:"``; generation
 also stops at a newline followed by ``User:``.
@@ -13,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
+from contextlib import aclosing
 from typing import Any
 
 from aiohttp import web
@@ -30,7 +34,11 @@ from lorachain.sidecar.types import (
 )
 
 MAX_STOP_STRINGS = 4
+MAX_PROMPTS = 64
+SEED_BOUND = 1 << 255  # seeds are signed 256-bit integers
 CHAT_ROLES = ("system", "user", "assistant")
+
+log = logging.getLogger(__name__)
 
 
 def add_routes(app: web.Application) -> None:
@@ -88,21 +96,29 @@ def _number(body: dict, key: str, default: float, low: float, high: float) -> fl
     return float(value)
 
 
+def _integer(body: dict, key: str, default: int) -> int:
+    value = body.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RequestError(f"'{key}' must be an integer")
+    return value
+
+
 def _params(request: web.Request, body: dict, stop_ids: tuple[int, ...]) -> DecodingParams:
     engine_key, _, _ = _keys()
     engine = request.app[engine_key]
-    if body.get("n", 1) != 1 or body.get("best_of", 1) != 1:
+    if _integer(body, "n", 1) != 1 or _integer(body, "best_of", 1) != 1:
         raise RequestError("only n=1 is supported")
-    if body.get("echo"):
-        raise RequestError("echo is not supported")
-    max_tokens = body.get("max_tokens", body.get("max_completion_tokens", 16))
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
-        raise RequestError("'max_tokens' must be an integer")
+    for unsupported in ("echo", "logprobs", "top_logprobs", "suffix", "tools"):
+        if body.get(unsupported):
+            raise RequestError(f"'{unsupported}' is not supported")
+    max_tokens = _integer(body, "max_tokens", _integer(body, "max_completion_tokens", 16))
     temperature = _number(body, "temperature", 1.0, 0.0, 2.0)
     top_p = _number(body, "top_p", 1.0, 0.001, 1.0)
-    seed = body.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise RequestError("'seed' must be an integer")
+    seed = _integer(body, "seed", 0)
+    if not -SEED_BOUND <= seed < SEED_BOUND:
+        raise RequestError("'seed' must be a signed 256-bit integer")
     params = DecodingParams(
         max_new_tokens=max_tokens,
         temperature_milli=round(temperature * 1000),
@@ -159,6 +175,8 @@ async def completions(request: web.Request) -> web.StreamResponse:
     prompts = [prompt] if isinstance(prompt, str) else prompt
     if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p for p in prompts):
         raise RequestError("'prompt' must be a non-empty string or a list of them")
+    if len(prompts) > MAX_PROMPTS:
+        raise RequestError(f"at most {MAX_PROMPTS} prompts per request, got {len(prompts)}")
     stops, stop_ids = _stops(request, body)
     params = _params(request, body, stop_ids)
     return await _serve(request, body, "text_completion", "cmpl", prompts, adapter, params, stops, chat=False)
@@ -223,32 +241,36 @@ async def _stream(request, scheduler, engine, generation, stops, ident, created,
         chunk = {"id": ident, "object": obj, "created": created, "model": model, "choices": [choice]}
         await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
 
-    if chat:
-        first = {"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}
-        head = {"id": ident, "object": obj, "created": created, "model": model, "choices": [first]}
-        await response.write(f"data: {json.dumps(head)}\n\n".encode())
     ids: list[int] = []
     sent = ""
     stopped = False
     try:
-        async for item in scheduler.stream(generation):
-            if isinstance(item, GenerationResult):
-                text, _ = _cut(engine.tokenizer.decode(ids), stops)
-                if len(text) > len(sent):  # whatever was held back
+        if chat:
+            first = {"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}
+            head = {"id": ident, "object": obj, "created": created, "model": model, "choices": [first]}
+            await response.write(f"data: {json.dumps(head)}\n\n".encode())
+        async with aclosing(scheduler.stream(generation)) as items:
+            async for item in items:
+                if isinstance(item, GenerationResult):
+                    text, _ = _cut(engine.tokenizer.decode(ids), stops)
+                    if len(text) > len(sent):  # whatever was held back
+                        await send(text[len(sent) :], None)
+                    await send(None, "stop" if stopped else item.finish_reason, _lorachain(item))
+                    break
+                if stopped:
+                    continue
+                ids.append(item)
+                text, stopped = _cut(engine.tokenizer.decode(ids), stops)
+                holding = not stopped and text.endswith("\ufffd")  # a partial UTF-8 sequence
+                if not holding and len(text) > len(sent):
                     await send(text[len(sent) :], None)
-                await send(None, "stop" if stopped else item.finish_reason, _lorachain(item))
-                break
-            if stopped:
-                continue
-            ids.append(item)
-            text, stopped = _cut(engine.tokenizer.decode(ids), stops)
-            holding = not stopped and text.endswith("\ufffd")  # a partial UTF-8 sequence
-            if not holding and len(text) > len(sent):
-                await send(text[len(sent) :], None)
-                sent = text
+                    sent = text
     except SidecarError as exc:
         error = {"error": {"message": str(exc), "type": type(exc).__name__, "code": exc.code}}
         await response.write(f"data: {json.dumps(error)}\n\n".encode())
+    except ConnectionResetError:
+        log.info("stream %s: the client went away", ident)  # closing the stream cancels the sequence
+        return response
     await response.write(b"data: [DONE]\n\n")
     await response.write_eof()
     return response

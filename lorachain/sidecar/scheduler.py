@@ -14,10 +14,12 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from lorachain.sidecar.exact_engine import ExactEngine, Sequence
 from lorachain.sidecar.types import GenerationRequest, GenerationResult, SidecarError
@@ -40,13 +42,36 @@ class SidecarMetrics:
                                  buckets=(0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100))  # fmt: skip
         self.step_time = Histogram("lorachain_sidecar_step_seconds", "Time of one batched decoding step", registry=r,
                                    buckets=(0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1))  # fmt: skip
-        stats = engine.store.stats
-        for key, doc in (("registered", "Adapters registered on disk"), ("host_resident", "Adapters in memory"),
-                         ("hits_device", "Adapter lookups served from device memory"),
-                         ("hits_host", "Adapter lookups served from host memory"),
-                         ("loads_disk", "Adapter loads from disk (cache misses)"),
-                         ("evictions", "Adapters evicted from memory")):  # fmt: skip
-            Gauge(f"lorachain_sidecar_adapters_{key}", doc, registry=r).set_function(lambda k=key: stats()[k])
+        r.register(AdapterCacheCollector(engine.store.stats))
+
+
+class AdapterCacheCollector(Collector):
+    """The adapter store's counts, read at scrape time: cache hits and misses as counters, sizes as gauges."""
+
+    COUNTERS = (
+        ("hits_device", "Adapter lookups served from device memory (cache hits)"),
+        ("hits_host", "Adapter lookups served from host memory (device-cache misses)"),
+        ("loads_disk", "Adapter loads from disk (cache misses)"),
+        ("evictions", "Adapters evicted from memory"),
+    )
+    GAUGES = (
+        ("registered", "Adapters registered on disk"),
+        ("host_resident", "Adapters resident in host memory"),
+        ("device_resident", "Adapters resident in device memory"),
+        ("host_bytes", "Bytes of adapters in host memory"),
+    )
+
+    def __init__(self, stats: Callable[[], dict[str, int]]) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.stats()
+        for key, doc in self.COUNTERS:
+            if key in stats:
+                yield CounterMetricFamily(f"lorachain_sidecar_adapter_{key}", doc, value=stats[key])
+        for key, doc in self.GAUGES:
+            if key in stats:
+                yield GaugeMetricFamily(f"lorachain_sidecar_adapters_{key}", doc, value=stats[key])
 
 
 @dataclass
@@ -165,15 +190,23 @@ class Scheduler:
                 continue
             self.metrics.step_time.observe(time.monotonic() - started)
             self.metrics.tokens.inc(len(running))
-            still = []
-            for seq, job in running:
-                job.emit(seq.output_ids[-1])
-                if seq.done:
-                    self.metrics.requests.labels("ok").inc()
-                    self.metrics.latency.observe(time.monotonic() - job.submitted)
-                    job.resolve(self.engine.finish(seq))
-                else:
-                    still.append((seq, job))
-            running = still
+            running = [(seq, job) for seq, job in running if not self._deliver(seq, job)]
         for _, job in running:
             job.resolve(SidecarError("the sidecar is shutting down"))
+
+    def _deliver(self, seq: Sequence, job: _Job) -> bool:
+        """Hand the step's token to ``job``, and its result when ``seq`` is done; True once ``job`` is settled."""
+        job.emit(seq.output_ids[-1])
+        if not seq.done:
+            return False
+        try:
+            result = self.engine.finish(seq)
+        except Exception as exc:
+            log.exception("engine.finish failed")
+            self.metrics.requests.labels("error").inc()
+            job.resolve(exc)
+            return True
+        self.metrics.requests.labels("ok").inc()
+        self.metrics.latency.observe(time.monotonic() - job.submitted)
+        job.resolve(result)
+        return True

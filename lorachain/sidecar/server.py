@@ -28,7 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from lorachain.sidecar import wire
 from lorachain.sidecar.exact_engine import ExactEngine
 from lorachain.sidecar.scheduler import Scheduler
-from lorachain.sidecar.types import RequestError, SidecarError
+from lorachain.sidecar.types import GenerationRequest, GenerationResult, RequestError, SidecarError
 
 log = logging.getLogger(__name__)
 
@@ -91,26 +91,26 @@ async def generate_batch(request: web.Request) -> web.Response:
     entries = wire.decode_batch(await _msgpack_body(request))
     scheduler = request.app[SCHEDULER_KEY]
 
-    async def one(entry):
+    async def one(entry: GenerationRequest | SidecarError) -> GenerationResult | SidecarError:
         if isinstance(entry, SidecarError):
-            return wire.encode_error(entry)
+            return entry
         try:
-            return wire.encode_result(await scheduler.submit(entry))
+            return await scheduler.submit(entry)
         except SidecarError as exc:
-            return wire.encode_error(exc)
+            return exc
 
-    return msgpack_response({"results": await asyncio.gather(*(one(e) for e in entries))})
+    return msgpack_response(wire.encode_batch_results(await asyncio.gather(*(one(e) for e in entries))))
 
 
 async def load_adapter(request: web.Request) -> web.Response:
-    path = wire.decode_string_field(await _msgpack_body(request), "path")
+    path = wire.decode_load(await _msgpack_body(request))
     store = request.app[ENGINE_KEY].store
     info = await asyncio.to_thread(store.register, Path(path))
     return msgpack_response(info.to_dict())
 
 
 async def unload_adapter(request: web.Request) -> web.Response:
-    adapter_id = wire.decode_string_field(await _msgpack_body(request), "adapter_id")
+    adapter_id = wire.decode_unload(await _msgpack_body(request))
     request.app[ENGINE_KEY].store.unload(adapter_id)
     return msgpack_response({"unloaded": adapter_id})
 

@@ -9,7 +9,12 @@ field, so a malformed body is answered with a 400 and never reaches the engine.
   generate result   {output_ids: [int], finish_reason: str, commitment: bin(32), model_hash: bin(32),
                      adapter_hashes: [bin(32)], prompt_tokens: int}
   batch             {requests: [request]} -> {results: [result | {error: error}]}
+  adapter load      {path: str} -> {id, rank, alpha, target_modules, nbytes}
+  adapter unload    {adapter_id: str} -> {unloaded: str}
+  adapter merge     {adapter_ids: [str], weights_milli: [int]} -> {id, rank, alpha, target_modules, nbytes}
   error             {error: {message: str, type: str, code: str}}
+
+Each message has an ``encode_*`` (the sender's side) and a ``decode_*`` (the receiver's side).
 """
 
 from __future__ import annotations
@@ -18,10 +23,36 @@ from typing import Any
 
 import msgpack
 
-from lorachain.sidecar.types import DecodingParams, GenerationRequest, GenerationResult, RequestError, SidecarError
+from lorachain.sidecar.types import (
+    MAX_STOP_IDS,
+    CheckpointError,
+    CorruptArtifactError,
+    DecodingParams,
+    GenerationRequest,
+    GenerationResult,
+    IncompatibleAdapterError,
+    RequestError,
+    SidecarError,
+    UnknownAdapterError,
+    UnknownModelError,
+)
 
 MAX_PROMPT_IDS = 1 << 16
 MAX_BATCH = 256
+MAX_MERGE = 16
+MAX_PATH = 4096
+FINISH_REASONS = ("stop", "length")
+_ERROR_CLASSES = {
+    cls.code: cls
+    for cls in (
+        RequestError,
+        CheckpointError,
+        UnknownAdapterError,
+        UnknownModelError,
+        IncompatibleAdapterError,
+        CorruptArtifactError,
+    )
+}
 _PARAM_FIELDS = ("max_new_tokens", "temperature_milli", "top_k", "top_p_milli")
 _REQUEST_FIELDS = {"prompt_ids", "adapter_id", "seed", "stop_ids", *_PARAM_FIELDS}
 
@@ -73,7 +104,7 @@ def decode_request(obj: Any) -> GenerationRequest:
     seed = obj.get("seed", defaults.seed)
     if not isinstance(seed, bytes) or len(seed) != 32:
         raise RequestError("seed must be 32 bytes (msgpack bin)")
-    stop_ids = tuple(_int_list(obj.get("stop_ids", []), "stop_ids", 16, allow_empty=True))
+    stop_ids = tuple(_int_list(obj.get("stop_ids", []), "stop_ids", MAX_STOP_IDS, allow_empty=True))
     return GenerationRequest(tuple(prompt), adapter_id, DecodingParams(**values, seed=seed, stop_ids=stop_ids))
 
 
@@ -90,18 +121,29 @@ def encode_result(result: GenerationResult) -> dict:
 
 def decode_result(obj: Any) -> GenerationResult:
     """A :class:`GenerationResult` from a decoded map (the node's side); :class:`RequestError` if malformed."""
-    try:
-        result = GenerationResult(
-            output_ids=tuple(_int_list(obj["output_ids"], "output_ids", MAX_PROMPT_IDS, allow_empty=True)),
-            finish_reason=str(obj["finish_reason"]),
-            commitment=_bytes32(obj["commitment"], "commitment"),
-            model_hash=_bytes32(obj["model_hash"], "model_hash"),
-            adapter_hashes=tuple(_bytes32(h, "adapter_hashes") for h in obj["adapter_hashes"]),
-            prompt_tokens=int(obj["prompt_tokens"]),
-        )
-    except (KeyError, TypeError) as exc:
-        raise RequestError(f"malformed generate result: {exc}") from None
-    return result
+    if not isinstance(obj, dict):
+        raise RequestError("a generate result must be a map")
+    missing = {"output_ids", "finish_reason", "commitment", "model_hash", "adapter_hashes", "prompt_tokens"} - set(obj)
+    if missing:
+        raise RequestError(f"generate result lacks {', '.join(sorted(missing))}")
+    if obj["finish_reason"] not in FINISH_REASONS:
+        raise RequestError(f"finish_reason must be one of {FINISH_REASONS}")
+    if not _is_int(obj["prompt_tokens"]) or obj["prompt_tokens"] < 1:
+        raise RequestError("prompt_tokens must be a positive integer")
+    if not isinstance(obj["adapter_hashes"], list):
+        raise RequestError("adapter_hashes must be a list")
+    return GenerationResult(
+        output_ids=tuple(_int_list(obj["output_ids"], "output_ids", MAX_PROMPT_IDS, allow_empty=True)),
+        finish_reason=obj["finish_reason"],
+        commitment=_bytes32(obj["commitment"], "commitment"),
+        model_hash=_bytes32(obj["model_hash"], "model_hash"),
+        adapter_hashes=tuple(_bytes32(h, "adapter_hashes") for h in obj["adapter_hashes"]),
+        prompt_tokens=obj["prompt_tokens"],
+    )
+
+
+def encode_batch(requests: list[GenerationRequest]) -> dict:
+    return {"requests": [encode_request(r) for r in requests]}
 
 
 def decode_batch(obj: Any) -> list[GenerationRequest | SidecarError]:
@@ -120,10 +162,58 @@ def decode_batch(obj: Any) -> list[GenerationRequest | SidecarError]:
     return decoded
 
 
+def encode_batch_results(outcomes: list[GenerationResult | SidecarError]) -> dict:
+    return {"results": [encode_error(o) if isinstance(o, Exception) else encode_result(o) for o in outcomes]}
+
+
+def decode_batch_results(obj: Any) -> list[GenerationResult | SidecarError]:
+    """The node's side of a batch answer: one result or one error per request, in request order."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("results"), list):
+        raise RequestError("a batch answer must be a map with a 'results' list")
+    return [decode_error(r) if isinstance(r, dict) and "error" in r else decode_result(r) for r in obj["results"]]
+
+
 def encode_error(error: SidecarError | Exception) -> dict:
     if isinstance(error, SidecarError):
         return {"error": {"message": str(error), "type": type(error).__name__, "code": error.code}}
     return {"error": {"message": "internal error", "type": "InternalError", "code": "internal_error"}}
+
+
+def decode_error(obj: Any, status: int | None = None) -> SidecarError:
+    """The :class:`SidecarError` an error body describes: the class its code names (``SidecarError`` for codes
+    this side does not know, keeping the code), with ``status`` = the HTTP status it came with, if given."""
+    body = obj.get("error") if isinstance(obj, dict) else None
+    if not isinstance(body, dict) or not all(isinstance(body.get(k), str) for k in ("message", "type", "code")):
+        raise RequestError("an error body must be {error: {message, type, code}} with string fields")
+    error = _ERROR_CLASSES.get(body["code"], SidecarError)(body["message"])
+    error.code = body["code"]
+    if status is not None:
+        error.status = status
+    return error
+
+
+def encode_load(path: str) -> dict:
+    return {"path": str(path)}
+
+
+def decode_load(obj: Any) -> str:
+    """The adapter folder to register; :class:`RequestError` unless a non-empty path of sane length."""
+    path = decode_string_field(obj, "path")
+    if not path or len(path) > MAX_PATH or "\x00" in path:
+        raise RequestError(f"path must be 1..{MAX_PATH} characters without NUL")
+    return path
+
+
+def encode_unload(adapter_id: str) -> dict:
+    return {"adapter_id": adapter_id}
+
+
+def decode_unload(obj: Any) -> str:
+    return decode_string_field(obj, "adapter_id")
+
+
+def encode_merge(adapter_ids: list[str], weights_milli: list[int]) -> dict:
+    return {"adapter_ids": list(adapter_ids), "weights_milli": list(weights_milli)}
 
 
 def decode_string_field(obj: Any, name: str) -> str:
@@ -136,9 +226,9 @@ def decode_merge(obj: Any) -> tuple[list[str], list[int]]:
     if not isinstance(obj, dict):
         raise RequestError("a merge request must be a map")
     ids, weights = obj.get("adapter_ids"), obj.get("weights_milli")
-    if not isinstance(ids, list) or not all(isinstance(a, str) for a in ids) or not 1 <= len(ids) <= 16:
-        raise RequestError("adapter_ids must be a list of 1..16 adapter ids")
-    weights = _int_list(weights, "weights_milli", 16)
+    if not isinstance(ids, list) or not all(isinstance(a, str) for a in ids) or not 1 <= len(ids) <= MAX_MERGE:
+        raise RequestError(f"adapter_ids must be a list of 1..{MAX_MERGE} adapter ids")
+    weights = _int_list(weights, "weights_milli", MAX_MERGE)
     if len(weights) != len(ids):
         raise RequestError("weights_milli needs one weight per adapter")
     return ids, weights
