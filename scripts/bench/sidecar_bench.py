@@ -65,7 +65,7 @@ def bench_speed(engine, floats, tokenizer, new_tokens: int, log) -> dict:
         prompts = [tokenizer.encode(PROMPTS[i % len(PROMPTS)]).ids for i in range(batch)]
         requests = [GenerationRequest(tuple(p), params=DecodingParams(max_new_tokens=new_tokens)) for p in prompts]
         engine.generate(requests[:2])
-        floats.generate(prompts[:2], [None, None], 4)
+        floats.generate(prompts[:2], [None] * len(prompts[:2]), 4)
         exact_s = float_s = math.inf
         for _ in range(2):  # interleaved, best of two: each engine's threads can slow the other for a moment
             started = time.perf_counter()
