@@ -1,4 +1,4 @@
-"""The sidecar over real sockets: a `lorachain sidecar` subprocess driven by HTTP clients."""
+"""The sidecar over real sockets: a `lorachain sidecar` subprocess driven by a urllib HTTP client."""
 
 from __future__ import annotations
 
@@ -6,17 +6,55 @@ import json
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
 
 import msgpack
 import pytest
-import requests
 
 from lorachain.sidecar.checkpoint import LlamaConfig, load_checkpoint
 from tests.conftest import free_port
 from tests.sidecar_fixtures import tiny_model, write_peft_adapter
 
 MSGPACK = {"Content-Type": "application/msgpack"}
+
+
+@dataclass
+class Reply:
+    status_code: int
+    headers: Any
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+    def events(self) -> list[str]:
+        """The ``data:`` payloads of a server-sent event stream."""
+        return [line[6:] for line in self.text.splitlines() if line.startswith("data: ")]
+
+
+def http(method: str, url: str, data: bytes | None = None, headers: dict | None = None, timeout: float = 60) -> Reply:
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return Reply(response.status, response.headers, response.read())
+    except urllib.error.HTTPError as error:
+        return Reply(error.code, error.headers, error.read())
+
+
+def get(url: str) -> Reply:
+    return http("GET", url)
+
+
+def post_json(url: str, body: Any) -> Reply:
+    return http("POST", url, json.dumps(body).encode(), {"Content-Type": "application/json"})
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +73,9 @@ def sidecar(tmp_path_factory):
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            if requests.get(url + "/health", timeout=1).ok:
+            if http("GET", url + "/health", timeout=1).status_code == 200:
                 break
-        except requests.ConnectionError:
+        except OSError:
             time.sleep(0.2)
     else:
         proc.kill()
@@ -49,11 +87,33 @@ def sidecar(tmp_path_factory):
     log.close()
 
 
-def mp_post(url: str, obj, **kwargs) -> requests.Response:
-    return requests.post(url, data=msgpack.packb(obj, use_bin_type=True), headers=MSGPACK, timeout=60, **kwargs)
+METRIC_NAMES = (
+    "lorachain_sidecar_queue_depth",
+    "lorachain_sidecar_running_sequences",
+    "lorachain_sidecar_generated_tokens_total",
+    "lorachain_sidecar_prompt_tokens_total",
+    'lorachain_sidecar_requests_total{outcome="ok"}',
+    "lorachain_sidecar_request_seconds_bucket",
+    "lorachain_sidecar_step_seconds_bucket",
+    "lorachain_sidecar_adapter_hits_device_total",
+    "lorachain_sidecar_adapter_hits_host_total",
+    "lorachain_sidecar_adapter_loads_disk_total",
+    "lorachain_sidecar_adapter_evictions_total",
+    "lorachain_sidecar_adapters_registered",
+    "lorachain_sidecar_adapters_host_resident",
+)
 
 
-def mp(response: requests.Response):
+def metric(text: str, name: str) -> float:
+    """The value of the sample ``name`` (with its labels) in Prometheus text."""
+    return next(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + " "))
+
+
+def mp_post(url: str, obj) -> Reply:
+    return http("POST", url, msgpack.packb(obj, use_bin_type=True), MSGPACK)
+
+
+def mp(response: Reply):
     assert response.headers["Content-Type"].startswith("application/msgpack"), response.text
     return msgpack.unpackb(response.content, raw=False)
 
@@ -87,34 +147,35 @@ def test_concurrent_requests_are_batched_and_all_succeed(sidecar, adapter_ids):
         results = list(pool.map(lambda r: mp_post(url + "/v1/lorachain/generate", r), reqs))
     assert all(r.status_code == 200 for r in results)
     assert [mp(r) for r in results[:3]] == expected
-    metrics = requests.get(url + "/metrics", timeout=10).text
-    for name in ("lorachain_sidecar_queue_depth", "lorachain_sidecar_generated_tokens_total",
-                 "lorachain_sidecar_adapters_hits_device", "lorachain_sidecar_step_seconds_bucket"):  # fmt: skip
-        assert name in metrics
-    running = [line for line in metrics.splitlines() if line.startswith("lorachain_sidecar_step_seconds_count")]
-    tokens = [line for line in metrics.splitlines() if line.startswith("lorachain_sidecar_generated_tokens_total")]
-    assert float(running[0].split()[-1]) < float(tokens[0].split()[-1])  # fewer steps than tokens: batching
+    metrics = get(url + "/metrics").text
+    for name in METRIC_NAMES:
+        assert f"\n{name}" in metrics, name
+    assert metric(metrics, "lorachain_sidecar_adapter_hits_device_total") > 0
+    assert metric(metrics, 'lorachain_sidecar_requests_total{outcome="ok"}') >= 23
+    steps = metric(metrics, "lorachain_sidecar_step_seconds_count")
+    assert steps < metric(metrics, "lorachain_sidecar_generated_tokens_total")  # fewer steps than tokens: batching
 
 
 def test_model_and_adapter_info(sidecar, adapter_ids):
     url = sidecar["url"]
-    info = mp(requests.get(url + "/v1/lorachain/model", timeout=10))
+    info = mp(get(url + "/v1/lorachain/model"))
     assert info["name"] == "tiny" and info["model_hash"].startswith("0x") and info["context_length"] == 128
-    a = mp(requests.get(url + f"/v1/lorachain/adapters/{adapter_ids[0]}", timeout=10))
+    a = mp(get(url + f"/v1/lorachain/adapters/{adapter_ids[0]}"))
     assert a["id"] == adapter_ids[0] and a["rank"] == 8
-    models = requests.get(url + "/v1/models", timeout=10).json()["data"]
+    models = get(url + "/v1/models").json()["data"]
     assert {m["id"] for m in models} >= set(adapter_ids) and models[0]["name"] == "tiny"
 
 
 def test_openai_completions_chat_and_streaming(sidecar, adapter_ids):
     url = sidecar["url"]
     body = {"model": "tiny", "prompt": "Alice lives in", "max_tokens": 10, "temperature": 0}
-    plain = requests.post(url + "/v1/completions", json=body, timeout=60).json()
+    plain = post_json(url + "/v1/completions", body).json()
     choice = plain["choices"][0]
     assert plain["object"] == "text_completion" and plain["usage"]["completion_tokens"] == 10
     assert choice["lorachain"]["commitment"].startswith("0x")
-    with requests.post(url + "/v1/completions", json={**body, "stream": True}, timeout=60, stream=True) as r:
-        events = [line[6:] for line in r.iter_lines(decode_unicode=True) if line.startswith("data: ")]
+    streamed = post_json(url + "/v1/completions", {**body, "stream": True})
+    assert streamed.headers["Content-Type"].startswith("text/event-stream")
+    events = streamed.events()
     assert events[-1] == "[DONE]"
     chunks = [json.loads(e) for e in events[:-1]]
     assert "".join(c["choices"][0]["text"] for c in chunks) == choice["text"]
@@ -122,12 +183,11 @@ def test_openai_completions_chat_and_streaming(sidecar, adapter_ids):
 
     chat = {"model": adapter_ids[0], "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 6,
             "temperature": 0.7, "seed": 42}  # fmt: skip
-    first = requests.post(url + "/v1/chat/completions", json=chat, timeout=60).json()
-    again = requests.post(url + "/v1/chat/completions", json=chat, timeout=60).json()
+    first = post_json(url + "/v1/chat/completions", chat).json()
+    again = post_json(url + "/v1/chat/completions", chat).json()
     assert first["object"] == "chat.completion" and first["choices"][0]["message"]["role"] == "assistant"
     assert first["choices"][0]["lorachain"] == again["choices"][0]["lorachain"]  # seeded sampling is reproducible
-    with requests.post(url + "/v1/chat/completions", json={**chat, "stream": True}, timeout=60, stream=True) as r:
-        events = [line[6:] for line in r.iter_lines(decode_unicode=True) if line.startswith("data: ")]
+    events = post_json(url + "/v1/chat/completions", {**chat, "stream": True}).events()
     deltas = [json.loads(e)["choices"][0]["delta"] for e in events[:-1]]
     assert deltas[0] == {"role": "assistant"}
     assert "".join(d.get("content", "") for d in deltas) == first["choices"][0]["message"]["content"]
@@ -143,17 +203,28 @@ def test_bad_input_gets_4xx_and_the_server_keeps_serving(sidecar, adapter_ids):
         ("/v1/completions", {"model": "tiny", "prompt": 5}, 400, "bad_request"),
         ("/v1/completions", {"model": "tiny", "prompt": "x", "temperature": "hot"}, 400, "bad_request"),
         ("/v1/completions", {"model": "tiny", "prompt": "x", "n": 2}, 400, "bad_request"),
+        ("/v1/completions", {"model": "tiny", "prompt": "x", "seed": 2**300}, 400, "bad_request"),
+        ("/v1/completions", {"model": "tiny", "prompt": "x", "logprobs": 3}, 400, "bad_request"),
+        ("/v1/completions", {"model": "tiny", "prompt": ["x"] * 65}, 400, "bad_request"),
+        ("/v1/completions", {"model": "tiny", "prompt": ["x", "y"], "stream": True}, 400, "bad_request"),
+        ("/v1/completions", {"model": "tiny", "prompt": "x", "stop": [5]}, 400, "bad_request"),
+        ("/v1/completions", [1, 2], 400, "bad_request"),
         ("/v1/chat/completions", {"model": "tiny", "messages": [{"role": "bot", "content": "x"}]}, 400, "bad_request"),
+        ("/v1/chat/completions", {"model": "tiny", "messages": "hi"}, 400, "bad_request"),
         ("/v1/nope", {}, 404, "not_found"),
     ]  # fmt: skip
     for path, body, status, code in json_cases:
-        r = requests.post(url + path, json=body, timeout=30)
+        r = post_json(url + path, body)
         assert r.status_code == status, (path, body, r.text)
         assert r.json()["error"]["code"] == code
-    r = requests.post(url + "/v1/completions", data=b"{not json", timeout=30)
+    r = http("POST", url + "/v1/completions", b"{not json")
     assert r.status_code == 400 and "JSON" in r.json()["error"]["message"]
-    r = requests.post(url + "/v1/completions", data=b"x" * (9 << 20), timeout=30)
-    assert r.status_code == 413
+    r = http("GET", url + "/v1/nowhere")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    r = http("POST", url + "/v1/completions", b"x" * (9 << 20))
+    assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
+    r = http("POST", url + "/v1/lorachain/generate", b"\x00" * (9 << 20), MSGPACK)
+    assert r.status_code == 413 and mp(r)["error"]["code"] == "bad_request"
 
     msgpack_cases = [
         ("/v1/lorachain/generate", {"prompt_ids": [1], "adapter_id": unknown}, 404, "unknown_adapter"),
@@ -163,12 +234,16 @@ def test_bad_input_gets_4xx_and_the_server_keeps_serving(sidecar, adapter_ids):
         ("/v1/lorachain/generate", {"prompt_ids": "abc"}, 400, "bad_request"),
         ("/v1/lorachain/adapters/load", {"path": "/nonexistent"}, 400, "bad_request"),
         ("/v1/lorachain/adapters/unload", {"adapter_id": unknown}, 404, "unknown_adapter"),
+        ("/v1/lorachain/adapters/unload", {"adapter_id": 5}, 400, "bad_request"),
+        ("/v1/lorachain/adapters/merge", {"adapter_ids": [unknown], "weights_milli": [1000]}, 404, "unknown_adapter"),
+        ("/v1/lorachain/adapters/merge", {"adapter_ids": [], "weights_milli": []}, 400, "bad_request"),
+        ("/v1/lorachain/generate_batch", {"requests": [{"prompt_ids": [1]}] * 300}, 400, "bad_request"),
     ]
     for path, body, status, code in msgpack_cases:
         r = mp_post(url + path, body)
         assert r.status_code == status, (path, r.content)
         assert mp(r)["error"]["code"] == code
-    r = requests.post(url + "/v1/lorachain/generate", data=b"\xc1\x00garbage", headers=MSGPACK, timeout=30)
+    r = http("POST", url + "/v1/lorachain/generate", b"\xc1\x00garbage", MSGPACK)
     assert r.status_code == 400 and mp(r)["error"]["code"] == "bad_request"
     batch = mp(mp_post(url + "/v1/lorachain/generate_batch", {"requests": [{"prompt_ids": [1]}, {"prompt_ids": []}]}))
     assert "output_ids" in batch["results"][0] and batch["results"][1]["error"]["code"] == "bad_request"
@@ -184,7 +259,9 @@ def test_bad_input_gets_4xx_and_the_server_keeps_serving(sidecar, adapter_ids):
     r = mp_post(url + "/v1/lorachain/adapters/load", {"path": str(corrupt)})
     assert r.status_code == 422 and mp(r)["error"]["code"] == "corrupt_artifact"
 
-    assert requests.get(url + "/health", timeout=10).json()["status"] == "ok"
+    nulls = {"model": "tiny", "prompt": "x", "max_tokens": None, "n": None, "seed": None, "stop": None}
+    assert len(post_json(url + "/v1/completions", nulls).json()["choices"][0]["lorachain"]["output_ids"]) == 16
+    assert get(url + "/health").json()["status"] == "ok"
     ok = mp(mp_post(url + "/v1/lorachain/generate", {"prompt_ids": [3, 4], "adapter_id": adapter_ids[0]}))
     assert len(ok["output_ids"]) == 32
     assert sidecar["proc"].poll() is None

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from lorachain.sidecar import wire
-from lorachain.sidecar.types import DecodingParams, GenerationRequest, GenerationResult, RequestError
+from lorachain.sidecar.types import (
+    CorruptArtifactError,
+    DecodingParams,
+    GenerationRequest,
+    GenerationResult,
+    RequestError,
+    SidecarError,
+    UnknownAdapterError,
+)
 
 REQUEST = GenerationRequest(
     (1, 2, 3), "0x" + "ab" * 32,
@@ -61,6 +69,56 @@ def test_malformed_bodies_and_batches():
         wire.decode_result({**wire.encode_result(RESULT), "commitment": b"\x00"})
     with pytest.raises(RequestError, match="one weight per adapter"):
         wire.decode_merge({"adapter_ids": ["a", "b"], "weights_milli": [1]})
+
+
+def test_node_side_messages():
+    batch = wire.unpack(wire.pack(wire.encode_batch([REQUEST, REQUEST])))
+    assert wire.decode_batch(batch) == [REQUEST, REQUEST]
+    answer = wire.unpack(wire.pack(wire.encode_batch_results([RESULT, UnknownAdapterError("no such adapter")])))
+    result, error = wire.decode_batch_results(answer)
+    assert result == RESULT and isinstance(error, UnknownAdapterError) and error.code == "unknown_adapter"
+    assert wire.decode_load(wire.encode_load("/tmp/a")) == "/tmp/a"
+    assert wire.decode_unload(wire.encode_unload("0xab")) == "0xab"
+    assert wire.decode_merge(wire.encode_merge(["0x1", "0x2"], [300, 700])) == (["0x1", "0x2"], [300, 700])
+    for bad in ({"path": ""}, {"path": "a\x00b"}, {"path": "x" * 5000}, {"path": 5}, ["path"]):
+        with pytest.raises(RequestError):
+            wire.decode_load(bad)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"finish_reason": "eos"},
+        {"prompt_tokens": "3"},
+        {"prompt_tokens": 0},
+        {"adapter_hashes": b"\x03" * 32},
+        {"output_ids": [1, None]},
+        {"model_hash": "0x" + "00" * 32},
+    ],
+)
+def test_malformed_results(change):
+    with pytest.raises(RequestError):
+        wire.decode_result({**wire.encode_result(RESULT), **change})
+
+
+def test_malformed_results_missing_fields_and_batches():
+    body = wire.encode_result(RESULT)
+    del body["commitment"]
+    with pytest.raises(RequestError, match="commitment"):
+        wire.decode_result(body)
+    with pytest.raises(RequestError, match="map"):
+        wire.decode_result([1])
+    with pytest.raises(RequestError, match="results"):
+        wire.decode_batch_results({"results": 5})
+
+
+def test_error_round_trip():
+    err = wire.decode_error(wire.unpack(wire.pack(wire.encode_error(CorruptArtifactError("bad file")))), status=422)
+    assert isinstance(err, CorruptArtifactError) and str(err) == "bad file" and err.status == 422
+    odd = wire.decode_error({"error": {"message": "m", "type": "T", "code": "rate_limited"}}, status=429)
+    assert type(odd) is SidecarError and (odd.code, odd.status) == ("rate_limited", 429)
+    with pytest.raises(RequestError, match="error body"):
+        wire.decode_error({"error": {"message": 1}})
 
 
 def test_error_body():
