@@ -8,6 +8,7 @@ import torch
 from lorachain.sidecar.checkpoint import load_checkpoint
 from lorachain.sidecar.float_engine import FloatEngine
 from lorachain.sidecar.float_model import LlamaModel
+from lorachain.sidecar.types import UnknownAdapterError
 from tests.sidecar_fixtures import tiny_model, write_peft_adapter
 
 
@@ -38,5 +39,5 @@ def test_adapters_change_outputs_and_mixed_batches_match_single_rows(setup):
     batch = engine.generate(prompts, adapters, 6)
     alone = [engine.generate([p], [a], 6)[0] for p, a in zip(prompts, adapters, strict=True)]
     assert batch == alone and all(len(out) == 6 for out in batch)
-    with pytest.raises(KeyError, match="unknown"):
+    with pytest.raises(UnknownAdapterError, match="unknown"):
         engine.generate(prompts[:1], ["missing"], 2)

@@ -70,6 +70,10 @@ def sidecar(tmp_path_factory):
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
+    # While the server boots: one adapter written by peft itself (save_pretrained), besides the fixture's.
+    from lorachain.sidecar.lora_factory import make_lora_adapter
+
+    peft_made = make_lora_adapter(model_dir, root / "peft-made", seed=3, rank=4)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -81,7 +85,7 @@ def sidecar(tmp_path_factory):
         proc.kill()
         raise RuntimeError((root / "sidecar.log").read_text())
     adapters = [write_peft_adapter(root / f"peft-{i}", config, rank=8, seed=i) for i in range(3)]
-    yield {"url": url, "proc": proc, "root": root, "adapters": adapters, "config": config}
+    yield {"url": url, "proc": proc, "root": root, "adapters": adapters, "config": config, "peft_made": peft_made}
     proc.terminate()
     proc.wait(timeout=20)
     log.close()
@@ -265,6 +269,18 @@ def test_bad_input_gets_4xx_and_the_server_keeps_serving(sidecar, adapter_ids):
     ok = mp(mp_post(url + "/v1/lorachain/generate", {"prompt_ids": [3, 4], "adapter_id": adapter_ids[0]}))
     assert len(ok["output_ids"]) == 32
     assert sidecar["proc"].poll() is None
+
+
+def test_adapter_saved_by_peft_serves_on_both_apis(sidecar):
+    url = sidecar["url"]
+    info = mp(mp_post(url + "/v1/lorachain/adapters/load", {"path": str(sidecar["peft_made"])}))
+    assert info["rank"] == 4 and len(info["target_modules"]) == 7
+    assert mp(mp_post(url + "/v1/lorachain/adapters/load", {"path": str(sidecar["peft_made"])}))["id"] == info["id"]
+    native = mp(mp_post(url + "/v1/lorachain/generate", {"prompt_ids": [9, 8], "adapter_id": info["id"]}))
+    assert native["adapter_hashes"] == [bytes.fromhex(info["id"][2:])]
+    body = {"model": info["id"], "prompt": "Bob says", "max_tokens": 5, "temperature": 0}
+    choice = post_json(url + "/v1/completions", body).json()["choices"][0]
+    assert choice["lorachain"]["adapter_hashes"] == [info["id"]] and len(choice["lorachain"]["output_ids"]) == 5
 
 
 def test_merge_and_unload(sidecar, adapter_ids):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -43,7 +44,8 @@ class FloatEngine:
             name: (m.in_features, m.out_features) for name, m in self.base.named_modules() if isinstance(m, nn.Linear)
         }
         self.model: nn.Module = self.base  # becomes a PeftModel once an adapter is loaded
-        self.adapters: set[str] = set()
+        self.adapters: dict[str, str] = {}  # adapter id -> its name inside peft
+        self._loaded = 0  # adapters loaded so far, for fresh peft names
 
     # --- adapters ----------------------------------------------------------------------------------
 
@@ -59,22 +61,30 @@ class FloatEngine:
         if adapter_id in self.adapters:
             return
         check_lora_folder(Path(path), self.linear_shapes)
+        # peft names become module names, which must not hold "."; ids can be anything, so map them.
+        name = f"lora{self._loaded}"
         try:
             if isinstance(self.model, PeftModel):
-                self.model.load_adapter(str(path), adapter_name=adapter_id)
+                self.model.load_adapter(str(path), adapter_name=name)
             else:
-                self.model = PeftModel.from_pretrained(self.base, str(path), adapter_name=adapter_id).eval()
+                self.model = PeftModel.from_pretrained(self.base, str(path), adapter_name=name)
         except (ValueError, RuntimeError, KeyError) as exc:  # what peft raises for a mismatched adapter
             raise IncompatibleAdapterError(f"adapter {adapter_id!r} at {path} does not fit the model: {exc}") from exc
         self.model.eval()
-        self.adapters.add(adapter_id)
+        self._loaded += 1
+        self.adapters[adapter_id] = name
 
     def unload_adapter(self, adapter_id: str) -> None:
         """Forget a loaded adapter and free its weights."""
         if adapter_id not in self.adapters:
             raise UnknownAdapterError(f"adapter {adapter_id!r} is not loaded")
-        self.model.delete_adapter(adapter_id)
-        self.adapters.discard(adapter_id)
+        name = self.adapters.pop(adapter_id)
+        if not self.adapters:  # peft cannot run with no adapter at all: take the LoRA layers out again
+            self.base = self.model = self.model.unload()
+            return
+        with warnings.catch_warnings():  # peft warns that the active adapter changes; we never rely on it
+            warnings.filterwarnings("ignore", message=".*was active which is now deleted")
+            self.model.delete_adapter(name)
 
     # --- inference ---------------------------------------------------------------------------------
 
@@ -174,7 +184,7 @@ class FloatEngine:
             raise UnknownAdapterError(f"unknown adapter(s): {', '.join(map(repr, unknown))}")
         if not self.adapters:
             return {}
-        return {"adapter_names": [BASE if a is None else a for a in adapter_ids]}
+        return {"adapter_names": [BASE if a is None else self.adapters[a] for a in adapter_ids]}
 
     def _left_pad(self, sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(s) for s in sequences)
@@ -202,10 +212,14 @@ def check_lora_folder(path: Path, linear_shapes: dict[str, tuple[int, int]]) -> 
     for name, shape in sorted(shapes.items()):
         match = LORA_KEY_RE.fullmatch(name)
         if match is None:
-            raise IncompatibleAdapterError(f"{weights_file.name}: tensor {name} is not a LoRA A/B matrix of a linear layer")
+            raise IncompatibleAdapterError(
+                f"{weights_file.name}: tensor {name} is not a LoRA A/B matrix of a linear layer"
+            )
         module, part = match["module"], match["part"]
         if module not in linear_shapes:
-            raise IncompatibleAdapterError(f"{weights_file.name}: tensor {name} targets {module}, not in the base model")
+            raise IncompatibleAdapterError(
+                f"{weights_file.name}: tensor {name} targets {module}, not in the base model"
+            )
         fan_in, fan_out = linear_shapes[module]
         if len(shape) != 2 or (part == "A" and shape[1] != fan_in) or (part == "B" and shape[0] != fan_out):
             expected = f"[rank, {fan_in}]" if part == "A" else f"[{fan_out}, rank]"
