@@ -69,6 +69,17 @@ def test_silu_quantize():
     assert same(numba_ops.silu_quantize(gate, up), torch_ops.silu_quantize(gate, up))
 
 
+def test_silu_table_matches_the_division_over_the_whole_gate_range():
+    """The kernels look the sigmoid up in a table; sweep gates across every table row and column."""
+    from lorachain.sidecar import cpu_kernels
+    from lorachain.sidecar.fixed_point import F_HIDDEN, MLP_LIMIT, silu_mul
+
+    gate = torch.cat([torch.arange(-(1 << 17), 1 << 17, 3), torch.linspace(-MLP_LIMIT, MLP_LIMIT, 60_000).long()])
+    up = 1 << F_HIDDEN  # 1.0: the product is silu(gate) itself, before any quantization
+    expected = silu_mul(gate, torch.full_like(gate, up)).tolist()
+    assert [cpu_kernels._silu_mul(g, up) for g in gate.tolist()] == expected
+
+
 def test_attend_matches_torch_over_a_shared_pool():
     from lorachain.sidecar.fixed_point import QKV_LIMIT
 
@@ -102,3 +113,13 @@ def test_lora_kernels_match_torch():
     assert same(
         numba_ops.lora_out(acc_b, slots, b_c, b_shift, m, e), torch_ops.lora_out(acc_b, slots, b_c, b_shift, m, e)
     )
+
+
+def test_store_kv_writes_the_same_cells_as_torch_indexing():
+    pools = [torch.zeros(4, 2, 2, 8, 3, dtype=torch.int32) for _ in range(4)]
+    slots, positions = torch.tensor([2, 0, 3]), torch.tensor([5, 0, 7])
+    k, v = rand((3, 2, 3), 1 << 17), rand((3, 2, 3), 1 << 17)
+    numba_ops.store_kv(pools[0], pools[1], 1, slots, positions, k, v)
+    torch_ops.store_kv(pools[2], pools[3], 1, slots, positions, k, v)
+    assert torch.equal(pools[0], pools[2]) and torch.equal(pools[1], pools[3])
+    assert pools[0].count_nonzero() > 0 and torch.equal(pools[0][2, 1, :, 5], k[0].to(torch.int32))

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numba
 import pytest
 import torch
 
@@ -80,13 +81,25 @@ def test_batches_of_1_to_64_mixing_adapters_match_alone(world):
 
 def test_one_thread_matches_all_threads(world):
     engine, requests = world["engine"], world["requests"]
-    before = torch.get_num_threads()
+    before = torch.get_num_threads(), numba.get_num_threads()
     torch.set_num_threads(1)
+    numba.set_num_threads(1)
     try:
         results = [r for s in range(0, N_PROMPTS, 64) for r in engine.generate(requests[s : s + 64])]
     finally:
-        torch.set_num_threads(before)
+        torch.set_num_threads(before[0])
+        numba.set_num_threads(before[1])
     assert fingerprint(results) == fingerprint(world["alone"])
+
+
+@pytest.mark.parametrize("gemm", ["float32", "float64"])
+def test_every_gemm_kind_gives_the_same_bits(world, monkeypatch, gemm):
+    """The int16 numba GEMM (CPU default), float32 (the GPU kind) and float64 (the fallback): same integers."""
+    monkeypatch.setenv("LORACHAIN_EXACT_GEMM", gemm)
+    engine = load_engine(world["model_dir"], adapters_dir=world["root"] / "adapters", cache=world["cache"])
+    assert str(engine.mm.dtype) == f"torch.{gemm}" and engine.ops.q_dtype == engine.mm.dtype
+    results = engine.generate(world["requests"][:64])
+    assert fingerprint(results) == fingerprint(world["alone"][:64])
 
 
 def test_continuous_batching_joins_mid_flight(world):
@@ -115,13 +128,13 @@ reqs = [
 out = []
 for s in range(0, len(reqs), 37):
     out += [[list(x.output_ids), x.commitment.hex()] for x in engine.generate(reqs[s : s + 37])]
-print(json.dumps({"ids": ids, "results": out, "ops": engine.ops.name}))
+print(json.dumps({"ids": ids, "results": out, "ops": engine.ops.name, "gemm": str(engine.mm.dtype)}))
 """
 
 
 def test_restarted_process_with_adapters_registered_in_reverse_order(world, tmp_path):
-    """A fresh process, a fresh adapter directory, adapters converted again in another order, and the torch
-    reference ops instead of the fused CPU kernels: same bits."""
+    """A fresh process, a fresh adapter directory, adapters converted again in another order, and what a GPU
+    runs (the torch reference ops and float32 GEMMs) instead of the numba kernels and int16 GEMM: same bits."""
 
     def encode(r: GenerationRequest) -> dict:
         p = r.params
@@ -136,12 +149,13 @@ def test_restarted_process_with_adapters_registered_in_reverse_order(world, tmp_
         "adapter_dirs": [str(d) for d in reversed(world["adapter_dirs"])],
         "requests": [encode(r) for r in world["requests"]],
     }
-    env = {**os.environ, "LORACHAIN_EXACT_OPS": "torch"}
+    env = {**os.environ, "LORACHAIN_EXACT_OPS": "torch", "LORACHAIN_EXACT_GEMM": "float32"}
     proc = subprocess.run([sys.executable, "-c", RESTART_SCRIPT], input=json.dumps(payload), capture_output=True,
                           text=True, timeout=300, env=env)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout)
     assert world["engine"].ops.name == "numba" and out["ops"] == "torch"
+    assert world["engine"].mm.dtype == torch.int16 and out["gemm"] == "torch.float32"
     assert out["ids"] == list(reversed(world["ids"]))
     assert out["results"] == [[list(r.output_ids), r.commitment.hex()] for r in world["alone"]]
 

@@ -58,13 +58,32 @@ def test_quantize_rows_is_row_local():
         assert torch.equal(qi, q[i : i + 1]) and int(mi) == int(m[i]) and int(ei) == int(e[i])
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.int16, torch.float32, torch.float64])
 def test_exact_gemm_self_test_passes_on_this_machine(dtype):
     assert self_test(torch.device("cpu"), dtype)
 
 
-def test_exact_gemm_chunks_long_contractions():
+@pytest.mark.parametrize("kind", ["int16", "float32", "float64"])
+def test_exact_gemm_long_contractions_and_odd_shapes(monkeypatch, kind):
+    monkeypatch.setenv("LORACHAIN_EXACT_GEMM", kind)
     mm = ExactMatmul("cpu")
-    a = torch.full((3, 3000), 127, dtype=torch.int64)
+    assert mm.dtype == getattr(torch, kind)
+    a = torch.full((3, 3000), 127, dtype=torch.int64)  # float32 needs chunks of 1024 here
     w = torch.full((5, 3000), -127, dtype=torch.int64)
     assert mm.linear(a, mm.weights(w)).tolist() == [[-127 * 127 * 3000] * 5] * 3
+    gen = torch.Generator().manual_seed(5)
+    for m, k, n in ((1, 7, 1), (4, 64, 2), (5, 33, 3), (9, 300, 17), (33, 256, 64)):  # tiles and leftovers
+        a, w = torch.randint(-127, 128, (m, k), generator=gen), torch.randint(-127, 128, (n, k), generator=gen)
+        assert torch.equal(mm.linear(a, mm.weights(w)), a @ w.t())
+
+
+def test_exact_gemm_kind_is_checked(monkeypatch):
+    monkeypatch.setenv("LORACHAIN_EXACT_GEMM", "int8")
+    with pytest.raises(ValueError, match="LORACHAIN_EXACT_GEMM"):
+        ExactMatmul("cpu")
+    from lorachain.sidecar.int_gemm import MAX_K
+
+    monkeypatch.setenv("LORACHAIN_EXACT_GEMM", "int16")
+    mm = ExactMatmul("cpu")
+    with pytest.raises(ValueError, match="exceeds"):
+        mm.product(torch.zeros(1, MAX_K + 1, dtype=torch.int16), torch.zeros(1, MAX_K + 1, dtype=torch.int16))

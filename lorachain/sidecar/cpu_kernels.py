@@ -42,6 +42,23 @@ if numba.config.THREADING_LAYER == "default":
         pass
 
 _EXP2 = EXP2_TABLE.numpy().copy()
+
+
+def _sigmoid_table() -> np.ndarray:
+    """``[whole, frac] -> round(2^32 / (2^16 + exp2_table[frac] >> whole))``: the positive-side sigmoid of
+    :func:`lorachain.sidecar.fixed_point.sigmoid` for every exp2 input it can see, so the kernels look the
+    quotient up instead of dividing. Past the last row the exponential is 0 and the quotient is 2^16."""
+    one = 1 << F_EXP
+    rows = int(_EXP2.max()).bit_length() + 1
+    table = np.empty((rows, _EXP2.shape[0]), dtype=np.int64)
+    for whole in range(rows):
+        den = one + (_EXP2.astype(np.int64) >> whole)
+        table[whole] = (2 * (1 << (2 * F_EXP)) + den) // (2 * den)
+    assert table[-1].min() == table[-1].max() == one  # the exponential is 0 from here on
+    return table
+
+
+_SIGMOID = _sigmoid_table()
 _CACHE = {"cache": True, "nogil": True}
 _PARALLEL = {"cache": True, "nogil": True, "parallel": True}
 
@@ -59,6 +76,19 @@ def _div_round(num: int, den: int) -> int:
     integer division is the slowest instruction in these kernels), then integer steps to the exact value."""
     top, bottom = 2 * num + den, 2 * den
     q = np.int64(math.floor(np.float64(top) / np.float64(bottom)))
+    while q * bottom > top:
+        q -= 1
+    while (q + 1) * bottom <= top:
+        q += 1
+    return q
+
+
+@njit(**_CACHE)
+def _div_round_by(num: int, den: int, half_inverse: float) -> int:
+    """:func:`_div_round` with ``half_inverse = 0.5 / den`` precomputed for a divisor shared by many
+    numerators: the first guess multiplies instead of dividing; the integer steps make it exact."""
+    top, bottom = 2 * num + den, 2 * den
+    q = np.int64(math.floor(np.float64(top) * half_inverse))
     while q * bottom > top:
         q -= 1
     while (q + 1) * bottom <= top:
@@ -103,8 +133,9 @@ def _quantize_row(y, q_out, row: int, m_out, e_out) -> None:
     e = max(_bit_length(amax) - SCALE_MANTISSA_BITS, 0)
     m = -((-amax) >> e)
     scale = m << e
+    half_inverse = 0.5 / np.float64(scale)
     for j in range(y.shape[0]):
-        q_out[row, j] = _clamp(_div_round(y[j] * INT8_MAX, scale), INT8_MAX)
+        q_out[row, j] = _clamp(_div_round_by(y[j] * INT8_MAX, scale, half_inverse), INT8_MAX)
     m_out[row, 0] = m
     e_out[row, 0] = e
 
@@ -134,9 +165,10 @@ def norm_quantize(h, gamma, eps_q40: int, q_out, m_out, e_out) -> None:
         eps = _rshift_round(eps_q40, 40 - 2 * F_HIDDEN + 2 * k)
         rms = max(_isqrt(mean_sq + eps), 1)
         den = rms << max(k, 0)
+        half_inverse = 0.5 / np.float64(den)
         for j in range(dim):
             num = _rshift_round(h[row, j] * gamma[j], min(k, 0))
-            y[j] = _clamp(_div_round(num, den), HIDDEN_LIMIT)
+            y[j] = _clamp(_div_round_by(num, den, half_inverse), HIDDEN_LIMIT)
         _quantize_row(y, q_out, row, m_out, e_out)
 
 
@@ -199,54 +231,91 @@ def _exp2_neg(d: int) -> int:
     return _EXP2[frac] >> whole
 
 
+@njit(**_CACHE)
+def _silu_mul(gate: int, up: int) -> int:
+    """``silu_mul`` of one F_HIDDEN gate/up pair (see :func:`lorachain.sidecar.fixed_point.silu_mul`)."""
+    g = _clamp(gate, MLP_LIMIT)
+    u = _clamp(up, MLP_LIMIT)
+    d = _rshift_round(abs(g) * LOG2E, F_HIDDEN)
+    whole = min(d >> F_EXP, _SIGMOID.shape[0] - 1)
+    positive = _SIGMOID[whole, (d & ((1 << F_EXP) - 1)) >> (F_EXP - EXP_LUT_BITS)]
+    sig = positive if g >= 0 else (1 << F_EXP) - positive
+    silu = _rshift_round(g * sig, F_EXP)
+    return _clamp(_rshift_round(silu * u, F_HIDDEN), HIDDEN_LIMIT)
+
+
 @njit(**_PARALLEL)
 def silu_quantize(gate, up, q_out, m_out, e_out) -> None:
     """``quantize_rows(silu_mul(gate, up))`` for F_HIDDEN int64 gate and up."""
-    one = 1 << F_EXP
     for row in prange(gate.shape[0]):
         y = np.empty(gate.shape[1], dtype=np.int64)
         for j in range(gate.shape[1]):
-            g = _clamp(gate[row, j], MLP_LIMIT)
-            u = _clamp(up[row, j], MLP_LIMIT)
-            ex = _exp2_neg(_rshift_round(abs(g) * LOG2E, F_HIDDEN))
-            positive = _div_round(1 << (2 * F_EXP), one + ex)
-            sig = positive if g >= 0 else one - positive
-            silu = _rshift_round(g * sig, F_EXP)
-            y[j] = _clamp(_rshift_round(silu * u, F_HIDDEN), HIDDEN_LIMIT)
+            y[j] = _silu_mul(gate[row, j], up[row, j])
         _quantize_row(y, q_out, row, m_out, e_out)
+
+
+@njit(**_CACHE)
+def store_kv(keys, values, layer: int, slots, positions, k, v) -> None:
+    """``keys[slots[i], layer, :, positions[i]] = k[i]`` (and the same for values) for every row i."""
+    for row in range(k.shape[0]):
+        slot, pos = slots[row], positions[row]
+        for h in range(k.shape[1]):
+            for j in range(k.shape[2]):
+                keys[slot, layer, h, pos, j] = k[row, h, j]
+                values[slot, layer, h, pos, j] = v[row, h, j]
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _dot_f64(x, y) -> float:
+    """A dot product of integer-valued vectors whose every partial sum is an integer below 2^53: exact in
+    float64, so the reassociation fastmath allows (SIMD lanes) cannot change it."""
+    total = 0.0
+    for j in range(x.shape[0]):
+        total += x[j] * np.float64(y[j])
+    return total
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _axpy_f64(acc, p: float, y) -> None:
+    """``acc += p * y`` for integer-valued float64 ``acc`` (exact below 2^53, as in :func:`_dot_f64`)."""
+    for j in range(acc.shape[0]):
+        acc[j] += p * np.float64(y[j])
 
 
 @njit(**_PARALLEL)
 def attend(q, keys, values, layer: int, slots, positions, group: int, multiplier: int, out) -> None:
-    """Causal attention of each row over its own sequence's cache (see ``TorchOps.attend``)."""
+    """Causal attention of each row over its own sequence's cache (see ``TorchOps.attend``).
+
+    Scores (|q|, |k| < 2^18, 64-term sums < 2^42) and the weighted sums of values (< 2^53, see
+    ``MAX_CONTEXT``) are integers that float64 holds exactly, so they run as SIMD float64 loops."""
     heads, head_dim = q.shape[1], q.shape[2]
     context = keys.shape[3]
     for row in prange(q.shape[0]):
         u = np.empty(context, dtype=np.int64)
         w = np.empty(context, dtype=np.int64)
-        acc = np.empty(head_dim, dtype=np.int64)
+        qf = np.empty(head_dim, dtype=np.float64)
+        acc = np.empty(head_dim, dtype=np.float64)
         slot, end = slots[row], positions[row] + 1
         for h in range(heads):
             g = h // group
+            for j in range(head_dim):
+                qf[j] = np.float64(q[row, h, j])
             top = -(1 << 62)
             for t in range(end):
-                s = 0
-                for j in range(head_dim):
-                    s += q[row, h, j] * np.int64(keys[slot, layer, g, t, j])
+                s = np.int64(_dot_f64(qf, keys[slot, layer, g, t]))
                 u[t] = _rshift_round(s * multiplier, 2 * F_QKV)
                 top = max(top, u[t])
             total = 0
             for t in range(end):
                 w[t] = _exp2_neg(top - u[t])
                 total += w[t]
-            for j in range(head_dim):
-                acc[j] = 0
+            acc[:] = 0.0
+            half_inverse = 0.5 / np.float64(total)
             for t in range(end):
-                p = _div_round(w[t] << F_PROB, total)
-                for j in range(head_dim):
-                    acc[j] += p * np.int64(values[slot, layer, g, t, j])
+                p = _div_round_by(w[t] << F_PROB, total, half_inverse)
+                _axpy_f64(acc, np.float64(p), values[slot, layer, g, t])
             for j in range(head_dim):
-                out[row, h * head_dim + j] = _rshift_round(acc[j], F_PROB + F_QKV - F_HIDDEN)
+                out[row, h * head_dim + j] = _rshift_round(np.int64(acc[j]), F_PROB + F_QKV - F_HIDDEN)
 
 
 @njit(**_PARALLEL)
@@ -278,7 +347,6 @@ def requant_heads(acc, c, shift: int, m, e, bias, delta, cos, sin, positions, he
 def mlp_quantize(acc_g, c_g, shift_g: int, delta_g, acc_u, c_u, shift_u: int, delta_u, m, e, q_out, m_out, e_out):
     """``silu_quantize(requant(gate), requant(up))`` in one pass."""
     has_dg, has_du = delta_g.shape[0] > 0, delta_u.shape[0] > 0
-    one = 1 << F_EXP
     for row in prange(acc_g.shape[0]):
         y = np.empty(acc_g.shape[1], dtype=np.int64)
         for j in range(acc_g.shape[1]):
@@ -288,13 +356,7 @@ def mlp_quantize(acc_g, c_g, shift_g: int, delta_g, acc_u, c_u, shift_u: int, de
                 g += delta_g[row, j]
             if has_du:
                 u += delta_u[row, j]
-            g = _clamp(g, MLP_LIMIT)
-            u = _clamp(u, MLP_LIMIT)
-            ex = _exp2_neg(_rshift_round(abs(g) * LOG2E, F_HIDDEN))
-            positive = _div_round(1 << (2 * F_EXP), one + ex)
-            sig = positive if g >= 0 else one - positive
-            silu = _rshift_round(g * sig, F_EXP)
-            y[j] = _clamp(_rshift_round(silu * u, F_HIDDEN), HIDDEN_LIMIT)
+            y[j] = _silu_mul(g, u)
         _quantize_row(y, q_out, row, m_out, e_out)
 
 
@@ -329,14 +391,14 @@ def lora_out(acc, slots, b_c, b_shift, m, e, out) -> None:
             out[row, j] = _requant(acc[row, j], b_c[slot, j], b_shift[slot], m[row, 0], e[row, 0])
 
 
-@njit(cache=True, nogil=True, fastmath=True)
-def _dot(x, w) -> float:
-    """A dot product of int8-valued float32 vectors: exact (every partial sum is an integer below 2^24), so
-    the reassociation fastmath allows cannot change it."""
-    total = np.float32(0)
+@njit(inline="always", **_CACHE)
+def _dot(x, w) -> int:
+    """A dot product of int8-valued vectors (int16 or float32), exact in int32 while the length stays below
+    133,144 (127^2 * length < 2^31); integer sums do not depend on the order SIMD lanes add them in."""
+    s = np.int32(0)
     for k in range(x.shape[0]):
-        total += x[k] * w[k]
-    return total
+        s = np.int32(s + np.int32(x[k]) * np.int32(w[k]))
+    return s
 
 
 @njit(**_PARALLEL)
@@ -344,7 +406,8 @@ def lora_rows(qx, slots, a_q, a_c, a_shift, m, e, b_q, b_c, b_shift, out) -> Non
     """Each row's LoRA term with only its own adapter (a BGMV kernel): the same integers as the segmented
     GEMMs of ``TorchOps.lora_mid``/``lora_out``, without multiplying by the other adapters' zeros.
 
-    a_q [slots, r, in] and b_q [slots, out, r] hold int8 values as float32; slot 0 is "no adapter".
+    qx, a_q [slots, r, in] and b_q [slots, out, r] hold int8 values (as int16 or float32); slot 0 is
+    "no adapter".
     """
     rank = a_q.shape[1]
     for row in prange(qx.shape[0]):
@@ -361,7 +424,7 @@ def lora_rows(qx, slots, a_q, a_c, a_shift, m, e, b_q, b_c, b_shift, out) -> Non
             amax = max(amax, abs(t[j]))
         ex = max(_bit_length(amax) - SCALE_MANTISSA_BITS, 0)
         mant = -((-amax) >> ex)
-        qt = np.empty(rank, dtype=np.float32)
+        qt = np.empty(rank, dtype=np.int32)
         for j in range(rank):
             qt[j] = _clamp(_div_round(t[j] * INT8_MAX, mant << ex), INT8_MAX)
         for n in range(out.shape[1]):

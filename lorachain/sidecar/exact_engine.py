@@ -137,7 +137,7 @@ class ExactEngine:
         self.store = store
         self.device = torch.device(device)
         self.mm = ExactMatmul(self.device)
-        self.ops = select_ops(self.device)
+        self.ops = select_ops(self.device, self.mm.dtype)
         t = {k: v.to(self.device) for k, v in model.tensors.items()}
         self.embed_q, self.embed_c, self.embed_shift = t["embed.q"], t["embed.c"], model.shifts["embed"]
         self.layers: list[dict[str, _Linear]] = []
@@ -310,8 +310,7 @@ class ExactEngine:
             k = heads_of(project(i, "k", qx, m, e, acc_k), True)
             v = heads_of(project(i, "v", qx, m, e, acc_v), False)
             kv = self.kv
-            kv.keys[slots_t, i, :, pos_t] = k.to(torch.int32)
-            kv.values[slots_t, i, :, pos_t] = v.to(torch.int32)
+            ops.store_kv(kv.keys, kv.values, i, slots_t, pos_t, k, v)
             attn = ops.attend(q, kv.keys, kv.values, i, slots_t, pos_t, self.group, self.score_multiplier)
             qx, m, e = ops.quantize(attn)
             x = ops.residual_add(x, *project(i, "o", qx, m, e))

@@ -76,6 +76,11 @@ class TorchOps:
         """A q/k/v projection's GEMM result straight to (rotated) F_QKV heads."""
         return self.to_heads(self.requant(acc, c, shift, m, e, bias, delta), cos, sin, positions, head_dim, rotate)
 
+    def store_kv(self, keys, values, layer: int, slots, positions, k, v) -> None:
+        """Write each row's key and value heads [M, kv, d] into the pool at (its slot, ``layer``, its position)."""
+        keys[slots, layer, :, positions] = k.to(keys.dtype)
+        values[slots, layer, :, positions] = v.to(values.dtype)
+
     def mlp_quantize(self, gate: tuple, up: tuple, m, e) -> Quantized:
         """``(acc, c, shift, delta)`` of the gate and up projections -> quantized ``silu(gate) * up``."""
         (acc_g, c_g, shift_g, delta_g), (acc_u, c_u, shift_u, delta_u) = gate, up
@@ -135,15 +140,15 @@ class NumbaOps:
 
     name = "numba"
 
-    def __init__(self) -> None:
+    def __init__(self, q_dtype: torch.dtype = torch.float32) -> None:
         from lorachain.sidecar import cpu_kernels
 
         self.k = cpu_kernels
+        self.q_dtype = q_dtype  # the dtype the GEMM takes, so quantized activations need no conversion
 
-    @staticmethod
-    def _outputs(rows: int, cols: int) -> Quantized:
+    def _outputs(self, rows: int, cols: int) -> Quantized:
         return (
-            torch.empty(rows, cols, dtype=torch.float32),
+            torch.empty(rows, cols, dtype=self.q_dtype),
             torch.empty(rows, 1, dtype=torch.int64),
             torch.empty(rows, 1, dtype=torch.int64),
         )
@@ -184,6 +189,9 @@ class NumbaOps:
                              sin.numpy(), positions.numpy(), head_dim, rotate, out.numpy())  # fmt: skip
         return out
 
+    def store_kv(self, keys, values, layer: int, slots, positions, k, v) -> None:
+        self.k.store_kv(keys.numpy(), values.numpy(), layer, slots.numpy(), positions.numpy(), k.numpy(), v.numpy())
+
     def mlp_quantize(self, gate: tuple, up: tuple, m, e) -> Quantized:
         (acc_g, c_g, shift_g, delta_g), (acc_u, c_u, shift_u, delta_u) = gate, up
         q, m_out, e_out = self._outputs(*acc_g.shape)
@@ -207,7 +215,7 @@ class NumbaOps:
         a_all, a_c, a_shift, _, b_c, b_shift, n_slots, rank, b_rows = module
         out = torch.empty(qx.shape[0], b_rows.shape[1], dtype=torch.int64)
         a_q = a_all.view(n_slots, rank, -1)
-        self.k.lora_rows(qx.to(torch.float32).numpy(), slots.numpy(), a_q.numpy(), a_c.numpy(), a_shift.numpy(),
+        self.k.lora_rows(qx.contiguous().numpy(), slots.numpy(), a_q.numpy(), a_c.numpy(), a_shift.numpy(),
                          m.numpy(), e.numpy(), b_rows.numpy(), b_c.numpy(), b_shift.numpy(), out.numpy())  # fmt: skip
         return out
 
@@ -226,12 +234,13 @@ def _mat(t: torch.Tensor | None):
     return (_EMPTY_MAT if t is None else t.contiguous()).numpy()
 
 
-def select_ops(device: torch.device) -> TorchOps | NumbaOps:
-    """NumbaOps on CPU (unless ``LORACHAIN_EXACT_OPS=torch`` or numba is missing), TorchOps elsewhere."""
+def select_ops(device: torch.device, q_dtype: torch.dtype = torch.float32) -> TorchOps | NumbaOps:
+    """NumbaOps on CPU (unless ``LORACHAIN_EXACT_OPS=torch`` or numba is missing), TorchOps elsewhere.
+    ``q_dtype``: the dtype the GEMM takes quantized activations in."""
     choice = os.environ.get("LORACHAIN_EXACT_OPS", "auto")
     if device.type == "cpu" and choice in ("auto", "numba"):
         try:
-            return NumbaOps()
+            return NumbaOps(q_dtype)
         except ImportError:
             if choice == "numba":
                 raise

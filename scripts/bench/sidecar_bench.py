@@ -59,7 +59,7 @@ def _common_prefix(a, b) -> int:
     return n
 
 
-def bench_speed(engine, floats, tokenizer, new_tokens: int, log) -> dict:
+def bench_speed(engine, floats, tokenizer, new_tokens: int, repeats: int, log) -> dict:
     out = {}
     for batch in (1, 32):
         prompts = [tokenizer.encode(PROMPTS[i % len(PROMPTS)]).ids for i in range(batch)]
@@ -67,7 +67,7 @@ def bench_speed(engine, floats, tokenizer, new_tokens: int, log) -> dict:
         engine.generate(requests[:2])
         floats.generate(prompts[:2], [None] * len(prompts[:2]), 4)
         exact_s = float_s = math.inf
-        for _ in range(2):  # interleaved, best of two: each engine's threads can slow the other for a moment
+        for _ in range(repeats):  # interleaved, best of N: each engine's threads can slow the other for a moment
             started = time.perf_counter()
             float_out = floats.generate(prompts, [None] * batch, new_tokens)
             float_s = min(float_s, time.perf_counter() - started)
@@ -202,6 +202,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="tiny model and small counts (smoke run)")
     parser.add_argument("--adapters", type=int, default=1000, help="adapters to register and serve round-robin")
     parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per engine and batch size (best is kept)")
     parser.add_argument("--docs", type=int, default=60, help="held-out documents for the quality check")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
@@ -228,7 +229,7 @@ def main() -> int:
         results = {
             "model_hash": "0x" + engine.model_hash.hex(),
             "matmul_dtype": str(engine.mm.dtype),
-            "speed": bench_speed(engine, floats, engine.tokenizer, args.new_tokens, log),
+            "speed": bench_speed(engine, floats, engine.tokenizer, args.new_tokens, args.repeats, log),
             "quality": bench_quality(engine, reference, engine.tokenizer, args.docs, log),
             "switch": bench_switch(engine, config, work, args.adapters, log),
             "mixed": bench_mixed(engine, config, work, args.new_tokens, log),
