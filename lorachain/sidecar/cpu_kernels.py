@@ -402,18 +402,19 @@ def _dot(x, w) -> int:
 
 
 @njit(**_PARALLEL)
-def lora_rows(qx, slots, a_q, a_c, a_shift, m, e, b_q, b_c, b_shift, out) -> None:
+def lora_rows(qx, slots, a_q, a_c, a_shift, m, e, b_t, b_c, b_shift, out) -> None:
     """Each row's LoRA term with only its own adapter (a BGMV kernel): the same integers as the segmented
     GEMMs of ``TorchOps.lora_mid``/``lora_out``, without multiplying by the other adapters' zeros.
 
-    qx, a_q [slots, r, in] and b_q [slots, out, r] hold int8 values (as int16 or float32); slot 0 is
-    "no adapter".
+    qx, a_q [slots, r, in] and b_t [slots, r, out] (B transposed) hold int8 values (as int16 or float32);
+    slot 0 is "no adapter". ``A x`` is r dot products; ``B t`` adds r scaled rows of B.T, so its inner loop
+    runs along the output (long, contiguous) rather than along r. Integer sums: any order gives the same.
     """
-    rank = a_q.shape[1]
+    rank, fan_out = a_q.shape[1], b_t.shape[2]
     for row in prange(qx.shape[0]):
         slot = slots[row]
         if slot == 0:
-            for n in range(out.shape[1]):
+            for n in range(fan_out):
                 out[row, n] = 0
             continue
         t = np.empty(rank, dtype=np.int64)
@@ -424,8 +425,11 @@ def lora_rows(qx, slots, a_q, a_c, a_shift, m, e, b_q, b_c, b_shift, out) -> Non
             amax = max(amax, abs(t[j]))
         ex = max(_bit_length(amax) - SCALE_MANTISSA_BITS, 0)
         mant = -((-amax) >> ex)
-        qt = np.empty(rank, dtype=np.int32)
+        acc = np.zeros(fan_out, dtype=np.int32)
         for j in range(rank):
-            qt[j] = _clamp(_div_round(t[j] * INT8_MAX, mant << ex), INT8_MAX)
-        for n in range(out.shape[1]):
-            out[row, n] = _requant(_dot(qt, b_q[slot, n]), b_c[slot, n], b_shift[slot], mant, ex)
+            qt = np.int32(_clamp(_div_round(t[j] * INT8_MAX, mant << ex), INT8_MAX))
+            b_row = b_t[slot, j]
+            for n in range(fan_out):
+                acc[n] = np.int32(acc[n] + qt * np.int32(b_row[n]))
+        for n in range(fan_out):
+            out[row, n] = _requant(acc[n], b_c[slot, n], b_shift[slot], mant, ex)

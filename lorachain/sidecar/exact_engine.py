@@ -104,7 +104,7 @@ class _LoraBatch:
                 b_q[:, i, :r], b_c[i], b_shift[i] = b.q.to(device, mm.dtype), b.c.to(device), b.shift
             a_all = a_q.reshape(slots * rank, fan_in)
             b_all = b_q.reshape(fan_out, slots * rank)
-            b_rows = b_q.permute(1, 0, 2).contiguous()  # [slots, out, r]: each adapter's B, for per-row kernels
+            b_rows = b_q.permute(1, 2, 0).contiguous()  # [slots, r, out]: each adapter's B.T, for per-row kernels
             self.modules[key] = (a_all, a_c, a_shift, b_all, b_c, b_shift, slots, rank, b_rows)
 
     def apply(self, key, slots, qx, mantissa, exponent, mm: ExactMatmul, ops) -> torch.Tensor | None:

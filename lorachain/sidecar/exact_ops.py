@@ -213,7 +213,7 @@ class NumbaOps:
     def lora_delta(self, qx, slots, module, m, e, mm) -> torch.Tensor:
         """The same integers by a per-row kernel that touches only the row's own adapter."""
         a_all, a_c, a_shift, _, b_c, b_shift, n_slots, rank, b_rows = module
-        out = torch.empty(qx.shape[0], b_rows.shape[1], dtype=torch.int64)
+        out = torch.empty(qx.shape[0], b_rows.shape[2], dtype=torch.int64)
         a_q = a_all.view(n_slots, rank, -1)
         self.k.lora_rows(qx.contiguous().numpy(), slots.numpy(), a_q.numpy(), a_c.numpy(), a_shift.numpy(),
                          m.numpy(), e.numpy(), b_rows.numpy(), b_c.numpy(), b_shift.numpy(), out.numpy())  # fmt: skip

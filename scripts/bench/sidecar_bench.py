@@ -170,7 +170,7 @@ def bench_switch(engine, config, work: Path, count: int, log) -> dict:
     return result
 
 
-def bench_mixed(engine, config, work: Path, new_tokens: int, log) -> dict:
+def bench_mixed(engine, config, work: Path, new_tokens: int, repeats: int, log) -> dict:
     folders = make_adapters(
         work / "mixed-peft",
         config,
@@ -181,19 +181,27 @@ def bench_mixed(engine, config, work: Path, new_tokens: int, log) -> dict:
     ids = [engine.store.register(f).id for f in folders]
     prompts = [tuple(engine.tokenizer.encode(PROMPTS[i % len(PROMPTS)]).ids) for i in range(32)]
 
-    def run(adapter_ids):
-        reqs = [
-            GenerationRequest(p, a, DecodingParams(max_new_tokens=new_tokens))
-            for p, a in zip(prompts, adapter_ids, strict=True)
-        ]
-        engine.generate(reqs[:2])
-        t = time.perf_counter()
-        results = engine.generate(reqs)
-        return sum(len(r.output_ids) for r in results) / (time.perf_counter() - t)
+    def requests(adapter_ids) -> list[GenerationRequest]:
+        params = DecodingParams(max_new_tokens=new_tokens)
+        return [GenerationRequest(p, a, params) for p, a in zip(prompts, adapter_ids, strict=True)]
 
-    one, distinct = run([ids[0]] * 32), run(ids)
-    log(f"mixed: 32 distinct adapters {distinct:.0f} tok/s vs one adapter {one:.0f} tok/s, ratio {distinct / one:.2f}")
-    return {"distinct_tok_s": distinct, "one_adapter_tok_s": one, "ratio": distinct / one}
+    def timed(reqs) -> float:
+        started = time.perf_counter()
+        results = engine.generate(reqs)
+        return sum(len(r.output_ids) for r in results) / (time.perf_counter() - started)
+
+    one, distinct = requests([ids[0]] * 32), requests(ids)
+    first_distinct = timed(distinct)  # includes laying out this batch composition's 32 adapters
+    timed(one)
+    best_one = best_distinct = 0.0
+    for _ in range(repeats):  # interleaved, best of N (as in bench_speed)
+        best_one = max(best_one, timed(one))
+        best_distinct = max(best_distinct, timed(distinct))
+    ratio = best_distinct / best_one
+    log(f"mixed: 32 distinct adapters {best_distinct:.0f} tok/s vs one adapter {best_one:.0f} tok/s, ratio "
+        f"{ratio:.2f}; first run of a new 32-adapter composition {first_distinct:.0f} tok/s")  # fmt: skip
+    return {"distinct_tok_s": best_distinct, "one_adapter_tok_s": best_one, "ratio": ratio,
+            "first_composition_tok_s": first_distinct}  # fmt: skip
 
 
 def main() -> int:
@@ -232,7 +240,7 @@ def main() -> int:
             "speed": bench_speed(engine, floats, engine.tokenizer, args.new_tokens, args.repeats, log),
             "quality": bench_quality(engine, reference, engine.tokenizer, args.docs, log),
             "switch": bench_switch(engine, config, work, args.adapters, log),
-            "mixed": bench_mixed(engine, config, work, args.new_tokens, log),
+            "mixed": bench_mixed(engine, config, work, args.new_tokens, args.repeats, log),
         }
         if args.json:
             args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
