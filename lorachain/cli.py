@@ -76,6 +76,10 @@ def cmd_node(args: argparse.Namespace) -> int:
         allow_unprotected_txs=args.allow_unprotected_txs,
         wait_for_inclusion=0.0 if args.no_wait_for_inclusion else 5.0,
     )
+    if args.sidecar:
+        from lorachain.precompiles.sidecar_client import SidecarClient
+
+        chain.inference.client = SidecarClient(args.sidecar)
     node = Node.with_dev_accounts(chain, config) if args.dev else Node(chain, config)
     log.info("datadir %s, head #%d, mining %s", datadir, chain.head.block_number, mining)
     run = serve(node, args.http_addr, args.http_port, cors=args.http_corsdomain, dev=args.dev)
@@ -182,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-wait-for-inclusion",
         action="store_true",
         help="automine: answer eth_sendRawTransaction at once (as geth) instead of after the block (as Hardhat)",
+    )
+    p.add_argument(
+        "--sidecar",
+        help="URL of the inference sidecar the AI precompile calls (e.g. http://127.0.0.1:8600); without one, "
+        "transactions that call it wait in the pool and eth_call answers an error",
     )
     p.add_argument("--profile", help="write a cProfile of the node's run to this file on exit")
     p.add_argument("--allow-unprotected-txs", action="store_true", help="accept legacy txs without chain id")

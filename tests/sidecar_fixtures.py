@@ -64,3 +64,30 @@ def workload(tokenizer, adapter_ids: list[str], count: int, new_tokens: int, see
                                     seed=i.to_bytes(32, "big"))  # fmt: skip
         requests.append(GenerationRequest(tuple(tokenizer.encode(text).ids), adapter, params))
     return requests
+
+
+def start_sidecar(model_dir: Path, root: Path, port: int, timeout: float = 60.0):
+    """``lorachain sidecar`` as a subprocess on ``port``; returns (process, url) once /health answers."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    log = open(root / f"sidecar-{port}.log", "ab")  # noqa: SIM115 - owned by the subprocess
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lorachain.cli", "sidecar", "--model", str(model_dir), "--port", str(port),
+         "--adapters", str(root / "adapters"), "--cache", str(root / "cache"), "--served-model-name", "tiny"],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=1):
+                return proc, url
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError((root / f"sidecar-{port}.log").read_text())

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +14,7 @@ import pytest
 
 from lorachain.sidecar.checkpoint import LlamaConfig, load_checkpoint
 from tests.conftest import free_port
-from tests.sidecar_fixtures import tiny_model, write_peft_adapter
+from tests.sidecar_fixtures import start_sidecar, tiny_model, write_peft_adapter
 
 MSGPACK = {"Content-Type": "application/msgpack"}
 
@@ -62,33 +59,15 @@ def sidecar(tmp_path_factory):
     root = tmp_path_factory.mktemp("sidecar")
     model_dir = tiny_model(root)
     config = load_checkpoint(model_dir).config
-    port = free_port()
-    log = open(root / "sidecar.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lorachain.cli", "sidecar", "--model", str(model_dir), "--port", str(port),
-         "--adapters", str(root / "adapters"), "--cache", str(root / "cache"), "--served-model-name", "tiny"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    # While the server boots: one adapter written by peft itself (save_pretrained), besides the fixture's.
+    # Written while nothing else runs: one adapter made by peft itself (save_pretrained), besides the fixture's.
     from lorachain.sidecar.lora_factory import make_lora_adapter
 
     peft_made = make_lora_adapter(model_dir, root / "peft-made", seed=3, rank=4)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if http("GET", url + "/health", timeout=1).status_code == 200:
-                break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        raise RuntimeError((root / "sidecar.log").read_text())
+    proc, url = start_sidecar(model_dir, root, free_port())
     adapters = [write_peft_adapter(root / f"peft-{i}", config, rank=8, seed=i) for i in range(3)]
     yield {"url": url, "proc": proc, "root": root, "adapters": adapters, "config": config, "peft_made": peft_made}
     proc.terminate()
     proc.wait(timeout=20)
-    log.close()
 
 
 METRIC_NAMES = (

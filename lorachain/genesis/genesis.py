@@ -132,11 +132,12 @@ class Genesis:
     def fork_name(self) -> str:
         return self.vm_configuration[-1][1].fork
 
-    def chain_class(self) -> type[Chain]:
-        """A py-evm ``Chain`` subclass configured with this genesis' forks and chain id."""
-        from lorachain.node.vm import fast_vm
+    def chain_class(self, precompiles: dict[bytes, Any] | None = None) -> type[Chain]:
+        """A py-evm ``Chain`` subclass configured with this genesis' forks and chain id, its computations
+        answering ``precompiles`` (address -> function) besides each fork's own."""
+        from lorachain.node.vm import fast_vm, with_precompiles
 
-        vms = tuple((block, fast_vm(vm)) for block, vm in self.vm_configuration)
+        vms = tuple((block, with_precompiles(fast_vm(vm), precompiles or {})) for block, vm in self.vm_configuration)
         return Chain.configure(__name__="LoraChain", vm_configuration=vms, chain_id=self.chain_id)
 
     def header_params(self) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from lorachain.genesis.genesis import Genesis, GenesisError, parse_genesis
 from lorachain.node.impersonation import ImpersonatedTransaction
 from lorachain.node.impersonation import record_key as impersonation_key
 from lorachain.node.store import LmdbStore, PendingWrites
+from lorachain.precompiles.inference import INFERENCE_ADDRESS, InferencePrecompile, SidecarUnavailable, block_ai_budget
 
 GENESIS_KEY = b"lorachain:genesis"
 # extraData of a devnet block that carries a state edit (anvil_setBalance, …) instead of transactions.
@@ -50,11 +51,12 @@ class ChainError(Exception):
 class BuiltBlock:
     """The outcome of building one block."""
 
-    block: BlockAPI
+    block: BlockAPI | None  # None: nothing to include and ``skip_empty`` asked for no block
     receipts: tuple[ReceiptAPI, ...]
     computations: tuple[ComputationAPI, ...]
     rejected: list[tuple[SignedTransactionAPI, str]] = field(default_factory=list)
     deferred: list[SignedTransactionAPI] = field(default_factory=list)
+    unavailable: list[tuple[SignedTransactionAPI, str]] = field(default_factory=list)  # deferred: no sidecar
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,10 @@ class Blockchain:
     def __init__(self, store: LmdbStore, genesis: Genesis) -> None:
         self.store = store
         self.genesis = genesis
-        self.chain_class: type[Chain] = genesis.chain_class()
+        # The AI precompile is part of the chain's rules on every node; it reaches a sidecar once one is
+        # attached (``inference.client``), and until then leaves AI transactions in the pool.
+        self.inference = InferencePrecompile(client=None)
+        self.chain_class: type[Chain] = genesis.chain_class({INFERENCE_ADDRESS: self.inference})
         self._reader = self.chain_class(PendingWrites(store).atomic_view())
         self.chaindb: ChainDB = self._reader.chaindb  # type: ignore[assignment]
         self.chain_context = ChainContext(genesis.chain_id)
@@ -254,11 +259,14 @@ class Blockchain:
         extra_data: bytes = b"",
         parent_beacon_block_root: bytes = b"\x00" * 32,
         state_edits: Callable[[StateAPI], None] | None = None,
+        skip_empty: bool = False,
     ) -> BuiltBlock:
         """Execute ``transactions`` in order on top of the head and commit the block atomically.
 
         Transactions that fail validation are returned in ``rejected`` with the reason; those that
-        do not fit in the gas left are returned in ``deferred``.
+        do not fit in the gas left, or need an AI sidecar this node cannot reach (also listed in
+        ``unavailable``), are returned in ``deferred``. With ``skip_empty`` a block that would include
+        no transaction is not committed (``block`` is None).
         """
         parent = self._head
         if timestamp <= parent.timestamp:
@@ -288,22 +296,31 @@ class Blockchain:
         built = BuiltBlock(block=None, receipts=(), computations=())  # type: ignore[arg-type]
         gas_used = 0
         bloom = 0
-        for tx in transactions:
-            if gas_used + tx.gas > header.gas_limit:
-                built.deferred.append(tx)
-                continue
-            try:
-                # A light view of the header with this block's gas so far: py-evm reads only
-                # gas_used/gas_limit/fees from it, and copying a real header per tx is costly.
-                receipt, computation = vm.apply_transaction(_HeaderView(header, gas_used), tx)
-            except ValidationError as exc:
-                built.rejected.append((tx, str(exc)))
-                continue
-            gas_used = receipt.gas_used
-            bloom |= receipt.bloom
-            included.append(tx)
-            receipts.append(receipt)
-            computations.append(computation)
+        waiting_senders: set[bytes] = set()  # a deferred tx holds back its sender's later nonces
+        with block_ai_budget():
+            for tx in transactions:
+                if gas_used + tx.gas > header.gas_limit or tx.sender in waiting_senders:
+                    built.deferred.append(tx)
+                    continue
+                try:
+                    # A light view of the header with this block's gas so far: py-evm reads only
+                    # gas_used/gas_limit/fees from it, and copying a real header per tx is costly.
+                    receipt, computation = _apply_transaction(vm, _HeaderView(header, gas_used), tx)
+                except ValidationError as exc:
+                    built.rejected.append((tx, str(exc)))
+                    continue
+                except SidecarUnavailable as exc:  # no block may hold a result this node could not compute
+                    built.deferred.append(tx)
+                    built.unavailable.append((tx, str(exc)))
+                    waiting_senders.add(tx.sender)
+                    continue
+                gas_used = receipt.gas_used
+                bloom |= receipt.bloom
+                included.append(tx)
+                receipts.append(receipt)
+                computations.append(computation)
+        if skip_empty and not included:
+            return built
         current = header.copy(gas_used=gas_used, bloom=bloom)
 
         block = vm.set_block_transactions_and_withdrawals(vm.get_block(), current, included, receipts, withdrawals=())
@@ -334,7 +351,8 @@ class Blockchain:
         overlay = PendingWrites(self.store)
         chain = self.chain_class(overlay.atomic_view())
         try:
-            result = chain.import_block(block, perform_validation=True)
+            with block_ai_budget():
+                result = chain.import_block(block, perform_validation=True)
         except (ValidationError, HeaderNotFound, BlockNotFound) as exc:
             if block.header.extra_data == DEV_EDIT_EXTRA_DATA:
                 raise ChainError(
@@ -396,6 +414,22 @@ class _HeaderView:
         if name.startswith("__") or name == "_header":  # copy/pickle probes before __init__
             raise AttributeError(name)
         return getattr(self._header, name)
+
+
+def _apply_transaction(vm: Any, header: Any, tx: SignedTransactionAPI) -> tuple[ReceiptAPI, ComputationAPI]:
+    """py-evm's ``VM.apply_transaction``, except that a transaction whose AI call could not reach the
+    sidecar is undone entirely (py-evm would leave its gas purchase and nonce in the state)."""
+    vm.validate_transaction_against_header(header, tx)
+    vm.state.lock_changes()  # as py-evm: the previous transaction's changes become permanent
+    snapshot = vm.state.snapshot()
+    try:
+        computation = vm.state.apply_transaction(tx)
+    except SidecarUnavailable:
+        vm.state.revert(snapshot)
+        raise
+    receipt = vm.make_receipt(header, tx, computation, vm.state)
+    vm.validate_receipt(receipt)
+    return receipt, computation
 
 
 def _signed_chain_id(tx: SignedTransactionAPI) -> int | None:

@@ -9,26 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import eth_abi
 from eth._utils.spoof import SpoofAttributes
 from eth.abc import ComputationAPI, StateAPI, VirtualMachineAPI
 from eth.exceptions import OutOfGas, Revert
 
-ERROR_SELECTOR = bytes.fromhex("08c379a0")
-PANIC_SELECTOR = bytes.fromhex("4e487b71")
-RPC_GAS_CAP = 50_000_000
+from lorachain.revert_data import revert_reason
 
-PANIC_REASONS = {
-    0x01: "assert(false)",
-    0x11: "arithmetic underflow or overflow",
-    0x12: "division or modulo by zero",
-    0x21: "enum overflow",
-    0x22: "invalid encoded storage byte array accessed",
-    0x31: "out-of-bounds array access; popping on an empty array",
-    0x32: "out-of-bounds access of an array or bytesN",
-    0x41: "out of memory",
-    0x51: "uninitialized function",
-}
+RPC_GAS_CAP = 50_000_000
 
 
 @dataclass
@@ -58,19 +45,6 @@ class ExecutionError(Exception):
         super().__init__(message)
         self.data = data
         self.reverted = reverted
-
-
-def revert_reason(data: bytes) -> str | None:
-    """Decode a Solidity ``Error(string)`` or ``Panic(uint256)`` payload, if it is one."""
-    try:
-        if data[:4] == ERROR_SELECTOR:
-            return eth_abi.decode(["string"], data[4:])[0]
-        if data[:4] == PANIC_SELECTOR:
-            code = eth_abi.decode(["uint256"], data[4:])[0]
-            return PANIC_REASONS.get(code, f"unknown panic code: {code:#x}")
-    except Exception:
-        return None
-    return None
 
 
 def computation_error(computation: ComputationAPI) -> ExecutionError:

@@ -43,6 +43,7 @@ class NodeConfig:
     wait_for_inclusion: float = 5.0  # automine: sendRawTransaction returns once mined (as Hardhat)
     automine_linger: float = 0.005  # automine: longest wait for more arrivals before building
     automine_quiet: float = 0.0005  # automine: build once no transaction arrived for this long
+    retry_after_s: float = 2.0  # automine: when nothing pending could be included, try again after this
 
 
 @dataclass
@@ -105,7 +106,10 @@ class Node:
             self._wake.clear()
             await self._gather_arrivals()
             while self._has_executable():
-                self._produce_safely()
+                built = self._produce_safely(skip_empty=True)
+                if built is None or built.block is None:  # nothing could be included (e.g. no AI sidecar)
+                    asyncio.get_running_loop().call_later(self.config.retry_after_s, self._wake.set)
+                    break
                 await self._gather_arrivals()
 
     async def _gather_arrivals(self) -> None:
@@ -129,11 +133,12 @@ class Node:
             await asyncio.sleep(self.config.block_time)
             self._produce_safely()
 
-    def _produce_safely(self) -> None:
+    def _produce_safely(self, skip_empty: bool = False) -> BuiltBlock | None:
         try:
-            self.mine()
+            return self.mine(skip_empty=skip_empty)
         except Exception:
             log.exception("block production failed; will retry")
+            return None
 
     def _has_executable(self) -> bool:
         return next(iter(self.pool.ordered_pending()), None) is not None
@@ -240,8 +245,10 @@ class Node:
         state_edits: Callable[[StateAPI], None] | None = None,
         include_pool: bool = True,
         extra_data: bytes = b"",
+        skip_empty: bool = False,
     ) -> BuiltBlock:
-        """Build one block from the pool's executable transactions and commit it."""
+        """Build one block from the pool's executable transactions and commit it (with ``skip_empty``,
+        only if it includes one)."""
         started = time.perf_counter()
         head = self.chain.head
         ts = timestamp if timestamp is not None else self.clock.next_timestamp(head.timestamp)
@@ -254,11 +261,16 @@ class Node:
             gas_limit=self.config.gas_limit,
             state_edits=state_edits,
             extra_data=extra_data,
+            skip_empty=skip_empty,
         )
-        for tx in built.block.transactions:
-            self.pool.remove(tx.hash)
+        for tx, reason in built.unavailable:
+            log.warning("tx 0x%s stays in the pool: %s", tx.hash.hex(), reason)
         for tx, reason in built.rejected:
             log.warning("dropping tx 0x%s from the pool: %s", tx.hash.hex(), reason)
+            self.pool.remove(tx.hash)
+        if built.block is None:
+            return built
+        for tx in built.block.transactions:
             self.pool.remove(tx.hash)
         self.pool.reset()
         elapsed = time.perf_counter() - started

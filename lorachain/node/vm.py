@@ -14,7 +14,7 @@ Two hot spots of py-evm's block building are replaced:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache, lru_cache
 from typing import Any
 
@@ -118,3 +118,21 @@ class FastBlockAssembly:
 def fast_vm(vm_class: type[VirtualMachineAPI]) -> type[VirtualMachineAPI]:
     """``vm_class`` with :class:`FastBlockAssembly` (same fork, same rules)."""
     return type(vm_class.__name__, (FastBlockAssembly, vm_class), {})
+
+
+def with_precompiles(
+    vm_class: type[VirtualMachineAPI], extra: Mapping[bytes, Callable[[Any], Any]]
+) -> type[VirtualMachineAPI]:
+    """``vm_class`` whose computations also answer the precompiles in ``extra`` (address -> function).
+
+    The new addresses join the fork's own precompiles everywhere py-evm looks them up, including the set
+    it warms at the start of each transaction (EIP-2929).
+    """
+    if not extra:
+        return vm_class
+    state_class = vm_class._state_class  # type: ignore[attr-defined]
+    computation_class = state_class.computation_class
+    precompiles = {**computation_class.get_precompiles(), **extra}
+    computation = type(computation_class.__name__, (computation_class,), {"_precompiles": precompiles})
+    state = type(state_class.__name__, (state_class,), {"computation_class": computation})
+    return type(vm_class.__name__, (vm_class,), {"_state_class": state})

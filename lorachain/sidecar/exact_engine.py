@@ -232,6 +232,7 @@ class ExactEngine:
             "max_new_tokens": self.max_new_tokens_limit,
             "device": str(self.device),
             "matmul_dtype": str(self.mm.dtype).removeprefix("torch."),
+            "parameters": sum(t.numel() for name, t in self.model.tensors.items() if name.endswith(".q")),
         }
 
     # --- the forward pass ----------------------------------------------------------------------------

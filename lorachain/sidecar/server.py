@@ -6,6 +6,7 @@
     POST /v1/lorachain/adapters/unload   {adapter_id} -> {unloaded: id}
     POST /v1/lorachain/adapters/merge    {adapter_ids, weights_milli} -> adapter info
     GET  /v1/lorachain/model             model facts
+    GET  /v1/lorachain/tokenizer         {tokenizer: tokenizer.json text, model_hash}
     GET  /v1/lorachain/adapters/{id}     adapter info
     GET  /v1/models, POST /v1/completions, POST /v1/chat/completions   (lorachain.sidecar.openai_api)
     GET  /health, GET /metrics
@@ -126,6 +127,12 @@ async def model_info(request: web.Request) -> web.Response:
     return msgpack_response({**engine.info(), "name": request.app[NAME_KEY], "adapters": engine.store.stats()})
 
 
+async def tokenizer(request: web.Request) -> web.Response:
+    """The model's tokenizer.json (part of the hashed artifact), for clients that tokenize themselves."""
+    engine = request.app[ENGINE_KEY]
+    return msgpack_response({"tokenizer": engine.model.tokenizer_json, "model_hash": engine.model_hash})
+
+
 async def adapter_info(request: web.Request) -> web.Response:
     info = await asyncio.to_thread(request.app[ENGINE_KEY].store.info, request.match_info["adapter_id"])
     return msgpack_response(info.to_dict())
@@ -152,6 +159,7 @@ def build_app(engine: ExactEngine, scheduler: Scheduler, model_name: str) -> web
     app.router.add_post("/v1/lorachain/adapters/unload", unload_adapter)
     app.router.add_post("/v1/lorachain/adapters/merge", merge_adapters)
     app.router.add_get("/v1/lorachain/model", model_info)
+    app.router.add_get("/v1/lorachain/tokenizer", tokenizer)
     app.router.add_get("/v1/lorachain/adapters/{adapter_id}", adapter_info)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
