@@ -150,20 +150,26 @@ def _run_standard_json(compiler_input: Mapping[str, Any], base_path: Path | None
     command = ["node", str(ensure_solc()), "--standard-json"]
     if base_path is not None:
         command += ["--base-path", str(base_path)]
-    proc = subprocess.run(
-        command,
-        input=json.dumps(compiler_input),
-        capture_output=True,
-        text=True,
-        timeout=COMPILE_TIMEOUT_S,
-        check=False,
-    )
+    # stdout goes to a file, not a pipe: solcjs ends with console.log + process.exit, and node cuts output
+    # written to a pipe at 64 KiB when the process exits (its pipe writes are asynchronous, file writes not).
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.run(
+            command,
+            input=json.dumps(compiler_input),
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=COMPILE_TIMEOUT_S,
+            check=False,
+        )
+        out.seek(0)
+        stdout = out.read()
     if proc.returncode != 0:
-        raise SolcError(f"solcjs exited with status {proc.returncode}:\n{proc.stderr or proc.stdout}")
+        raise SolcError(f"solcjs exited with status {proc.returncode}:\n{proc.stderr or stdout}")
     # solcjs may print ">>> ..." notes before the single-line JSON result.
-    json_lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    json_lines = [line for line in stdout.splitlines() if line.startswith("{")]
     if not json_lines:
-        raise SolcError(f"solcjs produced no JSON output:\n{proc.stdout}\n{proc.stderr}")
+        raise SolcError(f"solcjs produced no JSON output:\n{stdout}\n{proc.stderr}")
     return json.loads(json_lines[-1])
 
 
