@@ -10,6 +10,7 @@ import pytest
 import requests
 from web3 import Web3
 from web3.exceptions import ContractLogicError
+from web3.logs import DISCARD
 
 from lorachain.precompiles.abi import InferenceCall, InferenceOutput
 from lorachain.precompiles.inference import INFERENCE_ADDRESS
@@ -134,6 +135,106 @@ def test_cache_answers_repeated_calls(world):
     started = time.perf_counter()
     assert qa.functions.preview(adapter, "Q: Who is Bob? A:", 24).call() == first
     assert time.perf_counter() - started < cold
+
+
+def deploy(w3: Web3, name: str, *args, sender: int = 0):
+    artifact = load_artifact(name)
+    factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+    receipt = w3.eth.wait_for_transaction_receipt(
+        factory.constructor(*args).transact({"from": w3.eth.accounts[sender]})
+    )
+    assert receipt.status == 1
+    return w3.eth.contract(address=receipt.contractAddress, abi=artifact["abi"])
+
+
+def send(w3: Web3, fn, sender: int, value: int = 0):
+    receipt = w3.eth.wait_for_transaction_receipt(fn.transact({"from": w3.eth.accounts[sender], "value": value}))
+    assert receipt.status == 1
+    return receipt
+
+
+@pytest.fixture(scope="module")
+def market(world):
+    """Registries and router deployed; a datanet with two accepted contributions; the adapter registered."""
+    w3 = world["w3"]
+    accounts = w3.eth.accounts
+    datanets = deploy(w3, "DatanetRegistry")
+    registry = deploy(w3, "AdapterRegistry", datanets.address)
+    router = deploy(w3, "InferenceRouter", registry.address, accounts[9], 7000, 2000)
+    send(w3, datanets.functions.createDatanet("qa-pairs", "ipfs://qa"), 2)
+    send(w3, datanets.functions.contribute(1, b"\x01" * 32, 300), 3)
+    send(w3, datanets.functions.contribute(1, b"\x02" * 32, 100), 4)
+    send(w3, datanets.functions.contribute(1, b"\x03" * 32, 999), 4)
+    with pytest.raises(ContractLogicError, match="not a curator"):
+        datanets.functions.review(1, 0, True).call({"from": accounts[3]})
+    for index, accept in ((0, True), (1, True), (2, False)):
+        send(w3, datanets.functions.review(1, index, accept), 2)
+    send(w3, datanets.functions.snapshot(1), 2)
+    root = datanets.functions.getDatanet(1).call()[4]
+    _, model = msgpack_call(world["url"], "/v1/lorachain/model")
+    model_hash = bytes.fromhex(model["model_hash"][2:])
+    price = 1_000_003  # not a multiple of 10,000: the split has remainders to place
+    send(
+        w3, registry.functions.register(world["adapter"], model_hash, price, "ipfs://adapter", [1], [10_000], [root]), 1
+    )
+    return {"datanets": datanets, "registry": registry, "router": router, "price": price, "model_hash": model_hash}
+
+
+def test_router_charges_the_price_splits_it_exactly_and_pays_by_claim(world, market):
+    w3, router, datanets, price = world["w3"], market["router"], market["datanets"], market["price"]
+    accounts = w3.eth.accounts
+    receipt = send(w3, router.functions.infer(1, PROMPT, 6, 0, 0, 1000, b"\x00" * 32), 5, value=price + 7)
+    event = router.events.Inference().process_receipt(receipt, errors=DISCARD)[0]["args"]  # skip datanet logs
+    assert event["commitment"] == direct(world, PROMPT, world["adapter"], 6)["commitment"]
+    owner, treasury, refund = (router.functions.balanceOf(accounts[i]).call() for i in (1, 9, 5))
+    contributors = price * 2000 // 10_000
+    assert owner == price * 7000 // 10_000 and refund == 7
+    assert owner + treasury + contributors == price  # every wei of the price is placed
+    claim3 = datanets.functions.claimable(accounts[3], [1]).call()
+    claim4 = datanets.functions.claimable(accounts[4], [1]).call()
+    assert claim3 == contributors * 300 // 400 and claim4 == contributors * 100 // 400  # rejected size not counted
+    assert 0 <= contributors - claim3 - claim4 <= 1  # the accumulator's remainder is carried, not paid twice
+    assert w3.eth.get_balance(router.address) == owner + treasury + refund
+    before = w3.eth.get_balance(accounts[1])
+    claimed = send(w3, router.functions.claim(), 1)
+    assert w3.eth.get_balance(accounts[1]) == before + owner - claimed.gasUsed * claimed.effectiveGasPrice
+    assert router.functions.balanceOf(accounts[1]).call() == 0
+    before = w3.eth.get_balance(accounts[3])
+    claimed = send(w3, datanets.functions.claim([1]), 3)
+    assert w3.eth.get_balance(accounts[3]) == before + claim3 - claimed.gasUsed * claimed.effectiveGasPrice
+    assert datanets.functions.claimable(accounts[3], [1]).call() == 0
+
+
+def test_router_refuses_bad_calls_with_reasons(world, market):
+    w3, router, registry, price = world["w3"], market["router"], market["registry"], market["price"]
+    accounts = w3.eth.accounts
+    args = (PROMPT, 4, 0, 0, 1000, b"\x00" * 32)
+    with pytest.raises(ContractLogicError, match="underpayment"):
+        router.functions.infer(1, *args).call({"from": accounts[5], "value": price - 1})
+    with pytest.raises(ContractLogicError, match="unknown adapter"):
+        router.functions.infer(99, *args).call({"from": accounts[5], "value": price})
+    with pytest.raises(ContractLogicError, match="context"):
+        router.functions.infer(1, "word " * 400, 4, 0, 0, 1000, b"\x00" * 32).call(
+            {"from": accounts[5], "value": price}
+        )
+    # a second real adapter, registered as if trained on another base model
+    other_dir = write_peft_adapter(
+        world["root"] / "peft-other", load_checkpoint(world["model_dir"]).config, rank=4, seed=9
+    )
+    _, info = msgpack_call(world["url"], "/v1/lorachain/adapters/load", {"path": str(other_dir)})
+    other = bytes.fromhex(info["id"][2:])
+    send(w3, registry.functions.register(other, b"\x42" * 32, 5, "", [], [], []), 6)
+    with pytest.raises(ContractLogicError, match="another base model"):
+        router.functions.infer(2, *args).call({"from": accounts[5], "value": 5})
+    with pytest.raises(ContractLogicError, match="already registered"):
+        registry.functions.register(other, b"\x42" * 32, 5, "", [], [], []).call({"from": accounts[7]})
+    with pytest.raises(ContractLogicError, match="sum to 10000"):
+        registry.functions.register(b"\x77" * 32, b"\x42" * 32, 5, "", [1], [9_999], [b"\x00" * 32]).call()
+    with pytest.raises(ContractLogicError, match="not the adapter owner"):
+        registry.functions.disable(1).call({"from": accounts[5]})
+    send(w3, registry.functions.disable(2), 6)
+    with pytest.raises(ContractLogicError, match="adapter disabled"):
+        router.functions.infer(2, *args).call({"from": accounts[5], "value": 5})
 
 
 def test_unreachable_sidecar_leaves_the_transaction_in_the_pool(world):
