@@ -87,10 +87,10 @@ def test_devnet_genesis_chain_id_accounts_and_fork() -> None:
         alloc = genesis.alloc[to_canonical_address(acct.address)]
         assert alloc.balance == DEV_BALANCE_WEI == 10_000 * 10**18
         assert alloc.code == b"" and alloc.nonce == 0
-    # Plus the EIP-4788 and EIP-2935 system contracts with code.
-    system = [acct for acct in genesis.alloc.values() if acct.code]
-    assert len(system) == 2
-    assert all(acct.nonce == 1 for acct in system)
+    # Plus the EIP-4788 and EIP-2935 system contracts and the three payable-AI predeploys, with code.
+    with_code = [acct for acct in genesis.alloc.values() if acct.code]
+    assert len(with_code) == 5
+    assert all(acct.nonce == 1 for acct in with_code)
 
 
 def test_devnet_genesis_state_in_a_datadir(tmp_path) -> None:

@@ -45,7 +45,7 @@ contract DatanetRegistry {
     mapping(uint256 datanetId => uint256) private _carry; // wei not yet spread over sizes
     mapping(uint256 datanetId => mapping(address contributor => uint256)) private _rewardDebt;
     mapping(address account => uint256) private _settled;
-    uint256 private _lock = 1;
+    bool private _entered; // reentrancy guard (zero by default, so the contract works as a genesis predeploy)
 
     event DatanetCreated(uint256 indexed datanetId, address indexed owner, string name);
     event CuratorSet(uint256 indexed datanetId, address indexed curator, bool enabled);
@@ -145,8 +145,8 @@ contract DatanetRegistry {
     }
 
     function claim(uint256[] calldata datanetIds) external returns (uint256 amount) {
-        require(_lock == 1, "reentrant call");
-        _lock = 2;
+        require(!_entered, "reentrant call");
+        _entered = true;
         for (uint256 i = 0; i < datanetIds.length; i++) {
             _settle(datanetIds[i], msg.sender);
         }
@@ -155,7 +155,7 @@ contract DatanetRegistry {
         (bool ok,) = msg.sender.call{value: amount}("");
         require(ok, "transfer failed");
         emit Claimed(msg.sender, amount);
-        _lock = 1;
+        _entered = false;
     }
 
     function exists(uint256 datanetId) public view returns (bool) {

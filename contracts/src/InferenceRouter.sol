@@ -21,7 +21,7 @@ contract InferenceRouter {
     uint16 public immutable contributorsBps;
 
     mapping(address account => uint256) public balanceOf; // claimable wei
-    uint256 private _lock = 1;
+    bool private _entered; // reentrancy guard (zero by default, so the contract works as a genesis predeploy)
 
     event Inference(
         uint256 indexed adapterId,
@@ -34,10 +34,10 @@ contract InferenceRouter {
     event Claimed(address indexed account, uint256 amount);
 
     modifier nonReentrant() {
-        require(_lock == 1, "reentrant call");
-        _lock = 2;
+        require(!_entered, "reentrant call");
+        _entered = true;
         _;
-        _lock = 1;
+        _entered = false;
     }
 
     constructor(AdapterRegistry registry_, address treasury_, uint16 ownerBps_, uint16 contributorsBps_) {

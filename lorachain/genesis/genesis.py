@@ -293,10 +293,15 @@ def system_contracts_alloc() -> dict[str, dict[str, Any]]:
     }
 
 
-def devnet_genesis(chain_id: int = DEVNET_CHAIN_ID, timestamp: int = 0) -> dict[str, Any]:
-    """The built-in devnet genesis (geth format): Prague from block 0, ten funded dev accounts."""
+def devnet_genesis(chain_id: int = DEVNET_CHAIN_ID, timestamp: int = 0, with_predeploys: bool = True) -> dict[str, Any]:
+    """The built-in devnet genesis (geth format): Prague from block 0, ten funded dev accounts, the system
+    contracts and the payable-AI predeploys (:mod:`lorachain.genesis.predeploys`)."""
     alloc: dict[str, dict[str, Any]] = {acct.address: {"balance": hex(DEV_BALANCE_WEI)} for acct in dev_accounts()}
     alloc.update(system_contracts_alloc())
+    if with_predeploys:
+        from lorachain.genesis.predeploys import predeploys_alloc
+
+        alloc.update(predeploys_alloc())
     return {
         "config": {
             "chainId": chain_id,
