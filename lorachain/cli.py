@@ -220,6 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--served-model-name", default=None, help="name accepted as 'model' besides the hash")
     p.set_defaults(func=cmd_sidecar)
 
+    from lorachain import adapter_cli
+
+    adapter_cli.add_commands(sub)
+
     p = sub.add_parser("model", help="base models: build the devnet model, convert checkpoints to exact artifacts")
     models = p.add_subparsers(dest="model_command", required=True)
     m = models.add_parser("init-devnet", help="build the devnet base model (deterministic; cached afterwards)")
@@ -260,12 +264,14 @@ def cmd_model_convert(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from lorachain import adapter_cli
+
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.log_level, args.log_format)
     try:
         return args.func(args)
-    except (GenesisError, ChainError, SidecarError, FileExistsError) as exc:
+    except (GenesisError, ChainError, SidecarError, FileExistsError, adapter_cli.CliError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 
 import msgpack
@@ -235,6 +238,57 @@ def test_router_refuses_bad_calls_with_reasons(world, market):
     send(w3, registry.functions.disable(2), 6)
     with pytest.raises(ContractLogicError, match="adapter disabled"):
         router.functions.infer(2, *args).call({"from": accounts[5], "value": 5})
+
+
+def lorachain_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lorachain.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_publishes_lists_and_calls_an_adapter_on_the_predeploys(world):
+    node, url = world["node"], world["url"]
+    folder = write_peft_adapter(world["root"] / "peft-cli", load_checkpoint(world["model_dir"]).config, rank=4, seed=21)
+    published = lorachain_cli("adapter", "publish", str(folder), "--rpc", node.url, "--sidecar", url,
+                              "--price", "1000", "--account", "6", "--metadata", "ipfs://cli")  # fmt: skip
+    assert published.returncode == 0, published.stderr
+    info = json.loads(published.stdout)
+    repeat = lorachain_cli("adapter", "publish", str(folder), "--rpc", node.url, "--sidecar", url)
+    assert repeat.returncode == 0, repeat.stderr
+    again = json.loads(repeat.stdout)
+    assert again == {"adapter_id": info["adapter_id"], "content_hash": info["content_hash"], "already_registered": True}
+    listing = lorachain_cli("adapter", "ls", "--rpc", node.url)
+    assert listing.returncode == 0 and info["content_hash"][2:] in listing.stdout and "active" in listing.stdout
+    content = bytes.fromhex(info["content_hash"][2:])
+    expected = direct(world, PROMPT, content, 5)
+    dry = lorachain_cli("adapter", "call", str(info["adapter_id"]), PROMPT, "--max-tokens", "5", "--dry-run",
+                        "--rpc", node.url)  # fmt: skip
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["commitment"] == "0x" + expected["commitment"].hex()
+    paid = lorachain_cli("adapter", "call", str(info["adapter_id"]), PROMPT, "--max-tokens", "5", "--rpc", node.url,
+                         "--account", "7")  # fmt: skip
+    assert paid.returncode == 0, paid.stderr
+    out = json.loads(paid.stdout)
+    assert out["text"] == expected["text"] and out["price_wei"] == 1000 and out["output_tokens"] == 5
+    from lorachain.genesis.predeploys import INFERENCE_ROUTER
+
+    router = world["w3"].eth.contract(address=INFERENCE_ROUTER, abi=load_artifact("InferenceRouter")["abi"])
+    accounts = world["w3"].eth.accounts
+    assert router.functions.balanceOf(accounts[6]).call() == 900  # no datanets: the contributors' 20 % too
+    assert router.functions.balanceOf(accounts[9]).call() == 100  # the devnet treasury
+    unknown = lorachain_cli("adapter", "call", "999", PROMPT, "--rpc", node.url)
+    assert unknown.returncode == 1 and "unknown adapter" in unknown.stderr
+    bad_spec = lorachain_cli("adapter", "publish", str(folder), "--rpc", node.url, "--sidecar", url, "--datanet", "x")
+    assert bad_spec.returncode == 1 and "ID:BPS" in bad_spec.stderr
+
+
+def test_cli_deploys_the_contracts_to_any_chain(world):
+    w3 = world["w3"]
+    deployed = lorachain_cli("contracts", "deploy", "--rpc", world["node"].url, "--account", "8")
+    assert deployed.returncode == 0, deployed.stderr
+    addresses = json.loads(deployed.stdout)
+    assert set(addresses) == {"DatanetRegistry", "AdapterRegistry", "InferenceRouter"}
+    router = w3.eth.contract(address=addresses["InferenceRouter"], abi=load_artifact("InferenceRouter")["abi"])
+    assert router.functions.registry().call() == addresses["AdapterRegistry"]
+    assert router.functions.treasury().call() == w3.eth.accounts[8]
 
 
 def test_unreachable_sidecar_leaves_the_transaction_in_the_pool(world):

@@ -15,8 +15,14 @@ from lorachain.genesis.predeploys import (
 
 
 def test_committed_predeploys_match_the_contracts_compiled_now():
-    committed = json.loads(PREDEPLOYS_FILE.read_text())["code"]
-    assert committed == build_predeploy_codes(), "contracts changed: run python -m lorachain.genesis.predeploys"
+    from lorachain.toolchain.solc import load_artifact
+
+    committed = json.loads(PREDEPLOYS_FILE.read_text())
+    stale = "contracts changed: run python -m lorachain.genesis.predeploys"
+    assert committed["code"] == build_predeploy_codes(), stale
+    for name, shipped in committed["contracts"].items():
+        artifact = load_artifact(name)
+        assert (shipped["abi"], shipped["bytecode"]) == (artifact["abi"], artifact["bytecode"]), stale
 
 
 def test_devnet_genesis_holds_the_predeploys_and_they_are_wired(w3):

@@ -93,6 +93,7 @@ contract InferenceRouter {
         }
         uint256 ownerCut = price * ownerBps / 10_000;
         uint256 contributorsCut = price * contributorsBps / 10_000;
+        balanceOf[treasury] += price - ownerCut - contributorsCut; // the rounding remainders land here
         uint256 count = adapter.datanetIds.length;
         if (count == 0) {
             ownerCut += contributorsCut;
@@ -107,6 +108,5 @@ contract InferenceRouter {
             }
         }
         balanceOf[adapter.owner] += ownerCut;
-        balanceOf[treasury] += price - ownerCut - contributorsCut;
     }
 }

@@ -32,10 +32,30 @@ def devnet_treasury() -> str:
     return dev_accounts()[9].address
 
 
+PREDEPLOY_NAMES = {
+    DATANET_REGISTRY: "DatanetRegistry",
+    ADAPTER_REGISTRY: "AdapterRegistry",
+    INFERENCE_ROUTER: "InferenceRouter",
+}
+
+
+def _load() -> dict[str, Any]:
+    return json.loads(PREDEPLOYS_FILE.read_text())
+
+
 def predeploys_alloc() -> dict[str, dict[str, Any]]:
     """Genesis ``alloc`` entries of the predeploys (code only)."""
-    codes = json.loads(PREDEPLOYS_FILE.read_text())["code"]
-    return {address: {"balance": "0x0", "nonce": "0x1", "code": code} for address, code in codes.items()}
+    return {address: {"balance": "0x0", "nonce": "0x1", "code": code} for address, code in _load()["code"].items()}
+
+
+def contract_abi(name: str) -> list[dict[str, Any]]:
+    """The ABI of a payable-AI contract, as shipped with the package (no compiler needed)."""
+    return _load()["contracts"][name]["abi"]
+
+
+def contract_bytecode(name: str) -> str:
+    """Creation bytecode (0x hex) of a payable-AI contract, to deploy it on any chain."""
+    return _load()["contracts"][name]["bytecode"]
 
 
 def build_predeploy_codes() -> dict[str, str]:
@@ -79,9 +99,14 @@ def build_predeploy_codes() -> dict[str, str]:
 
 
 def write_predeploys(path: Path = PREDEPLOYS_FILE) -> None:
-    from lorachain.toolchain.solc import pinned_solc_version
+    from lorachain.toolchain.solc import load_artifact, pinned_solc_version
 
-    data = {"solc": pinned_solc_version(), "treasury": devnet_treasury(), "code": build_predeploy_codes()}
+    contracts = {}
+    for name in (*PREDEPLOY_NAMES.values(), "AdapterQA"):
+        artifact = load_artifact(name)
+        contracts[name] = {"abi": artifact["abi"], "bytecode": artifact["bytecode"]}
+    data = {"solc": pinned_solc_version(), "treasury": devnet_treasury(), "code": build_predeploy_codes(),
+            "contracts": contracts}  # fmt: skip
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
