@@ -80,6 +80,10 @@ def cmd_node(args: argparse.Namespace) -> int:
         from lorachain.precompiles.sidecar_client import SidecarClient
 
         chain.inference.client = SidecarClient(args.sidecar)
+    if args.adapter_source:
+        from lorachain.precompiles.adapter_sources import AdapterSources
+
+        chain.inference.sources = AdapterSources(args.adapter_source)
     node = Node.with_dev_accounts(chain, config) if args.dev else Node(chain, config)
     log.info("datadir %s, head #%d, mining %s", datadir, chain.head.block_number, mining)
     run = serve(node, args.http_addr, args.http_port, cors=args.http_corsdomain, dev=args.dev)
@@ -191,6 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--sidecar",
         help="URL of the inference sidecar the AI precompile calls (e.g. http://127.0.0.1:8600); without one, "
         "transactions that call it wait in the pool and eth_call answers an error",
+    )
+    p.add_argument(
+        "--adapter-source",
+        action="append",
+        default=[],
+        metavar="DIR_OR_URL",
+        help="where to fetch registered adapters the sidecar lacks: a folder or HTTP base URL of "
+        "0x<hash>.safetensors files, e.g. another sidecar's http://host:8600/v1/lorachain/artifacts (repeat)",
     )
     p.add_argument("--profile", help="write a cProfile of the node's run to this file on exit")
     p.add_argument("--allow-unprotected-txs", action="store_true", help="accept legacy txs without chain id")

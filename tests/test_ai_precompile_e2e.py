@@ -15,6 +15,7 @@ from web3 import Web3
 from web3.exceptions import ContractLogicError
 from web3.logs import DISCARD
 
+from lorachain.genesis.predeploys import ADAPTER_REGISTRY, DATANET_REGISTRY, INFERENCE_ROUTER
 from lorachain.precompiles.abi import InferenceCall, InferenceOutput
 from lorachain.precompiles.inference import INFERENCE_ADDRESS
 from lorachain.sidecar.checkpoint import load_checkpoint
@@ -45,14 +46,13 @@ def world(tmp_path_factory):
     adapter_dir = write_peft_adapter(root / "peft", config, rank=8, seed=5)
     status, info = msgpack_call(url, "/v1/lorachain/adapters/load", {"path": str(adapter_dir)})
     assert status == 200
-    node = start_node(root / "node", "--sidecar", url)
+    (root / "source").mkdir()
+    node = start_node(root / "node", "--sidecar", url, "--adapter-source", str(root / "source"))
     w3 = Web3(Web3.HTTPProvider(node.url, request_kwargs={"timeout": 120}))
-    artifact = load_artifact("AdapterQA")
-    factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
-    receipt = w3.eth.wait_for_transaction_receipt(factory.constructor().transact({"from": w3.eth.accounts[0]}))
-    qa = w3.eth.contract(address=receipt.contractAddress, abi=artifact["abi"])
+    qa = deploy(w3, "AdapterQA")
     state = {"root": root, "model_dir": model_dir, "port": port, "sidecar": sidecar, "url": url, "node": node,
              "w3": w3, "qa": qa, "adapter": bytes.fromhex(info["id"][2:])}  # fmt: skip
+    state["market"] = open_market(state)
     yield state
     node.stop()
     state["sidecar"].terminate()
@@ -112,7 +112,7 @@ def test_direct_precompile_call_returns_the_abi_output_and_charges_documented_ga
 @pytest.mark.parametrize(
     ("adapter", "prompt", "tokens", "reason"),
     [
-        (b"\x13" * 32, PROMPT, 4, "unknown adapter"),
+        (b"\x13" * 32, PROMPT, 4, "is not registered"),
         (None, "word " * 400, 4, "context"),
         (None, PROMPT, 100_000, "max_new_tokens"),
     ],
@@ -140,6 +140,37 @@ def test_cache_answers_repeated_calls(world):
     assert time.perf_counter() - started < cold
 
 
+def open_market(world) -> dict:
+    """On the genesis predeploys: a datanet with two accepted contributions (one rejected), and the adapter
+    registered as trained on it."""
+    w3 = world["w3"]
+    accounts = w3.eth.accounts
+    datanets = predeploy(w3, DATANET_REGISTRY, "DatanetRegistry")
+    registry = predeploy(w3, ADAPTER_REGISTRY, "AdapterRegistry")
+    router = predeploy(w3, INFERENCE_ROUTER, "InferenceRouter")
+    send(w3, datanets.functions.createDatanet("qa-pairs", "ipfs://qa"), 2)
+    send(w3, datanets.functions.contribute(1, b"\x01" * 32, 300), 3)
+    send(w3, datanets.functions.contribute(1, b"\x02" * 32, 100), 4)
+    send(w3, datanets.functions.contribute(1, b"\x03" * 32, 999), 4)
+    with pytest.raises(ContractLogicError, match="not a curator"):
+        datanets.functions.review(1, 0, True).call({"from": accounts[3]})
+    for index, accept in ((0, True), (1, True), (2, False)):
+        send(w3, datanets.functions.review(1, index, accept), 2)
+    send(w3, datanets.functions.snapshot(1), 2)
+    root = datanets.functions.getDatanet(1).call()[4]
+    _, model = msgpack_call(world["url"], "/v1/lorachain/model")
+    model_hash = bytes.fromhex(model["model_hash"][2:])
+    price = 1_000_003  # not a multiple of 10,000: the split has remainders to place
+    send(
+        w3, registry.functions.register(world["adapter"], model_hash, price, "ipfs://adapter", [1], [10_000], [root]), 1
+    )
+    return {"datanets": datanets, "registry": registry, "router": router, "price": price, "model_hash": model_hash}
+
+
+def predeploy(w3: Web3, address: str, name: str):
+    return w3.eth.contract(address=address, abi=load_artifact(name)["abi"])
+
+
 def deploy(w3: Web3, name: str, *args, sender: int = 0):
     artifact = load_artifact(name)
     factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
@@ -158,29 +189,7 @@ def send(w3: Web3, fn, sender: int, value: int = 0):
 
 @pytest.fixture(scope="module")
 def market(world):
-    """Registries and router deployed; a datanet with two accepted contributions; the adapter registered."""
-    w3 = world["w3"]
-    accounts = w3.eth.accounts
-    datanets = deploy(w3, "DatanetRegistry")
-    registry = deploy(w3, "AdapterRegistry", datanets.address)
-    router = deploy(w3, "InferenceRouter", registry.address, accounts[9], 7000, 2000)
-    send(w3, datanets.functions.createDatanet("qa-pairs", "ipfs://qa"), 2)
-    send(w3, datanets.functions.contribute(1, b"\x01" * 32, 300), 3)
-    send(w3, datanets.functions.contribute(1, b"\x02" * 32, 100), 4)
-    send(w3, datanets.functions.contribute(1, b"\x03" * 32, 999), 4)
-    with pytest.raises(ContractLogicError, match="not a curator"):
-        datanets.functions.review(1, 0, True).call({"from": accounts[3]})
-    for index, accept in ((0, True), (1, True), (2, False)):
-        send(w3, datanets.functions.review(1, index, accept), 2)
-    send(w3, datanets.functions.snapshot(1), 2)
-    root = datanets.functions.getDatanet(1).call()[4]
-    _, model = msgpack_call(world["url"], "/v1/lorachain/model")
-    model_hash = bytes.fromhex(model["model_hash"][2:])
-    price = 1_000_003  # not a multiple of 10,000: the split has remainders to place
-    send(
-        w3, registry.functions.register(world["adapter"], model_hash, price, "ipfs://adapter", [1], [10_000], [root]), 1
-    )
-    return {"datanets": datanets, "registry": registry, "router": router, "price": price, "model_hash": model_hash}
+    return world["market"]
 
 
 def test_router_charges_the_price_splits_it_exactly_and_pays_by_claim(world, market):
@@ -263,17 +272,16 @@ def test_cli_publishes_lists_and_calls_an_adapter_on_the_predeploys(world):
                         "--rpc", node.url)  # fmt: skip
     assert dry.returncode == 0, dry.stderr
     assert json.loads(dry.stdout)["commitment"] == "0x" + expected["commitment"].hex()
+    router, accounts = world["market"]["router"], world["w3"].eth.accounts
+    owed_before = [router.functions.balanceOf(accounts[i]).call() for i in (6, 9)]
     paid = lorachain_cli("adapter", "call", str(info["adapter_id"]), PROMPT, "--max-tokens", "5", "--rpc", node.url,
                          "--account", "7")  # fmt: skip
     assert paid.returncode == 0, paid.stderr
     out = json.loads(paid.stdout)
     assert out["text"] == expected["text"] and out["price_wei"] == 1000 and out["output_tokens"] == 5
-    from lorachain.genesis.predeploys import INFERENCE_ROUTER
-
-    router = world["w3"].eth.contract(address=INFERENCE_ROUTER, abi=load_artifact("InferenceRouter")["abi"])
-    accounts = world["w3"].eth.accounts
-    assert router.functions.balanceOf(accounts[6]).call() == 900  # no datanets: the contributors' 20 % too
-    assert router.functions.balanceOf(accounts[9]).call() == 100  # the devnet treasury
+    router, accounts = world["market"]["router"], world["w3"].eth.accounts
+    assert router.functions.balanceOf(accounts[6]).call() - owed_before[0] == 900  # no datanets: +their 20 %
+    assert router.functions.balanceOf(accounts[9]).call() - owed_before[1] == 100  # the devnet treasury
     unknown = lorachain_cli("adapter", "call", "999", PROMPT, "--rpc", node.url)
     assert unknown.returncode == 1 and "unknown adapter" in unknown.stderr
     bad_spec = lorachain_cli("adapter", "publish", str(folder), "--rpc", node.url, "--sidecar", url, "--datanet", "x")
@@ -289,6 +297,38 @@ def test_cli_deploys_the_contracts_to_any_chain(world):
     router = w3.eth.contract(address=addresses["InferenceRouter"], abi=load_artifact("InferenceRouter")["abi"])
     assert router.functions.registry().call() == addresses["AdapterRegistry"]
     assert router.functions.treasury().call() == w3.eth.accounts[8]
+
+
+def test_registered_adapter_the_sidecar_lacks_is_fetched_by_hash_from_a_source(world):
+    """The node finds the bytes in its --adapter-source folder, checks the hash, loads them, answers."""
+    from lorachain.sidecar.adapters import convert_peft
+
+    w3, node, registry = world["w3"], world["node"], world["market"]["registry"]
+    config = load_checkpoint(world["model_dir"]).config
+    blob, digest = convert_peft(write_peft_adapter(world["root"] / "peft-src", config, rank=4, seed=31), config)
+    (world["root"] / "source" / f"0x{digest.hex()}.safetensors").write_bytes(blob)
+    missing = b"\x5a" * 32  # registered, but its bytes are nowhere
+    for content in (digest, missing):
+        send(w3, registry.functions.register(content, world["market"]["model_hash"], 0, "", [], [], []), 7)
+    assert msgpack_call(world["url"], f"/v1/lorachain/adapters/0x{digest.hex()}")[0] == 404
+    call = InferenceCall((digest,), (), PROMPT, max_new_tokens=4)
+    out = InferenceOutput.decode(w3.eth.call({"to": PRECOMPILE, "data": call.encode()}))
+    assert msgpack_call(world["url"], f"/v1/lorachain/adapters/0x{digest.hex()}")[0] == 200  # now loaded
+    assert out.commitment == direct(world, PROMPT, digest, 4)["commitment"]
+    lacking = "0x" + InferenceCall((missing,), (), PROMPT, max_new_tokens=4).encode().hex()
+    reply = node.rpc("eth_call", {"to": PRECOMPILE, "data": lacking}, "latest")
+    assert reply["error"]["code"] == -32000 and "no source has its bytes" in reply["error"]["message"]
+
+
+def test_sidecar_serves_artifacts_by_hash_and_refuses_bytes_that_do_not_match(world):
+    url, adapter = world["url"], "0x" + world["adapter"].hex()
+    blob = requests.get(f"{url}/v1/lorachain/artifacts/{adapter}.safetensors", timeout=30).content
+    from eth_utils import keccak
+
+    assert "0x" + keccak(blob).hex() == adapter
+    wrong = requests.put(f"{url}/v1/lorachain/artifacts/0x{'ab' * 32}.safetensors", data=blob, timeout=30)
+    assert wrong.status_code == 422 and b"hash" in wrong.content  # CorruptArtifactError
+    assert requests.get(f"{url}/v1/lorachain/artifacts/0x{'cd' * 32}.safetensors", timeout=30).status_code == 404
 
 
 def test_unreachable_sidecar_leaves_the_transaction_in_the_pool(world):

@@ -11,10 +11,12 @@ Gas, charged before any inference (so a call's cost is known from its input alon
     units = ceil(model parameters / 1,000,000)
 
 Each block may spend at most ``AI_BLOCK_BUDGET`` units x tokens (prompt + maxNewTokens) of AI work, so
-every block stays re-executable in bounded time; a call beyond it reverts. Malformed input, an unknown
-adapter, a prompt longer than the context, too many tokens: a revert with the reason (``Error(string)``)
-after charging ``AI_BASE_GAS``. A sidecar that cannot be reached raises :class:`SidecarUnavailable`
-out of the EVM: the builder leaves the transaction in the pool, ``eth_call`` answers an error.
+every block stays re-executable in bounded time; a call beyond it reverts. Malformed input, an adapter
+not registered in the chain's AdapterRegistry (read from state, so every node agrees), a prompt longer
+than the context, too many tokens: a revert with the reason (``Error(string)``) after charging
+``AI_BASE_GAS``. What depends on this node alone never reverts: a sidecar that cannot be reached, or a
+registered adapter whose bytes no configured source has, raises :class:`SidecarUnavailable` out of the
+EVM; the builder leaves the transaction in the pool, ``eth_call`` answers an error.
 
 Results are a pure function of (model, input), so they are cached by ``keccak(modelHash || input)``.
 """
@@ -28,14 +30,16 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from eth.abc import ComputationAPI
+from eth.abc import ComputationAPI, StateAPI
 from eth.exceptions import Revert
 from eth_utils import keccak
 
+from lorachain.genesis.predeploys import ADAPTER_REGISTRY as _REGISTRY_ADDRESS
 from lorachain.precompiles.abi import InferenceCall, InferenceOutput, PrecompileInputError
+from lorachain.precompiles.adapter_sources import AdapterSources
 from lorachain.precompiles.sidecar_client import SidecarClient, SidecarUnavailable
 from lorachain.revert_data import encode_error
-from lorachain.sidecar.types import DecodingParams, GenerationRequest, SidecarError
+from lorachain.sidecar.types import DecodingParams, GenerationRequest, SidecarError, UnknownAdapterError
 
 INFERENCE_ADDRESS = bytes.fromhex("0000000000000000000000000000000000000a01")
 AI_BASE_GAS = 30_000
@@ -44,6 +48,8 @@ GAS_PER_OUTPUT_TOKEN = 32
 GAS_PER_MERGED_ADAPTER = 20_000
 AI_BLOCK_BUDGET = 2_000_000  # units x tokens per block
 CACHE_ENTRIES = 4096
+ADAPTER_REGISTRY = bytes.fromhex(_REGISTRY_ADDRESS[2:])  # the chain's registry (a genesis predeploy)
+ADAPTER_OF_SLOT = 3  # storage slot of AdapterRegistry.adapterOf (solc layout; checked by the tests)
 
 __all__ = ["INFERENCE_ADDRESS", "InferencePrecompile", "SidecarUnavailable", "block_ai_budget", "inference_gas"]
 
@@ -78,23 +84,42 @@ def block_ai_budget(units_tokens: int = AI_BLOCK_BUDGET) -> Iterator[None]:
         _BLOCK_BUDGET.reset(token)
 
 
-class InferencePrecompile:
-    """``precompile(computation)`` as py-evm calls it, bound to one sidecar."""
+def registered_in(state: StateAPI, registry: bytes, content_hash: bytes) -> bool:
+    """``AdapterRegistry.adapterOf(content_hash) != 0`` read straight from ``registry``'s storage."""
+    slot = int.from_bytes(keccak(content_hash + ADAPTER_OF_SLOT.to_bytes(32, "big")), "big")
+    return state.get_storage(registry, slot) != 0
 
-    def __init__(self, client: SidecarClient | None) -> None:
+
+class InferencePrecompile:
+    """``precompile(computation)`` as py-evm calls it, bound to one sidecar.
+
+    Adapters must be registered in the chain's AdapterRegistry (read from state, so every node agrees;
+    an unregistered one reverts). A registered adapter the sidecar lacks is fetched from ``sources`` by its
+    hash; if none has it, the call raises :class:`SidecarUnavailable` like an unreachable sidecar would.
+    """
+
+    def __init__(
+        self, client: SidecarClient | None, sources: AdapterSources | None = None, registry: bytes = ADAPTER_REGISTRY
+    ) -> None:
         self.client = client
+        self.sources = sources or AdapterSources()
+        self.registry = registry
         self._cache: OrderedDict[bytes, bytes] = OrderedDict()
         self._merges: dict[tuple[tuple[bytes, ...], tuple[int, ...]], str] = {}
+        self._available: set[bytes] = set()
         self.cache_hits = 0
         self.cache_misses = 0
 
     def __call__(self, computation: ComputationAPI) -> ComputationAPI:
-        client = self._client()
         data = bytes(computation.msg.data)
         try:
             call = InferenceCall.decode(data)
         except PrecompileInputError as exc:
             self._revert(computation, AI_BASE_GAS, str(exc))
+        for adapter in call.adapters:
+            if not registered_in(computation.state, self.registry, adapter):
+                self._revert(computation, AI_BASE_GAS, f"adapter 0x{adapter.hex()} is not registered")
+        client = self._client()
         model = client.model()
         prompt_ids = tuple(client.tokenizer().encode(call.prompt).ids)
         gas = inference_gas(call, len(prompt_ids), model["parameters"])
@@ -127,7 +152,15 @@ class InferencePrecompile:
             return cached
         self.cache_misses += 1
         params = DecodingParams(call.max_new_tokens, call.temperature_milli, call.top_k, call.top_p_milli, call.seed)
-        result = client.generate(GenerationRequest(prompt_ids, self._adapter_id(client, call), params))
+        try:
+            result = client.generate(GenerationRequest(prompt_ids, self._adapter_id(client, call), params))
+        except UnknownAdapterError:  # the sidecar lost it (restarted with another store?): fetch again, once
+            self._available.difference_update(call.adapters)
+            self._merges.pop((call.adapters, call.weights_milli), None)
+            try:
+                result = client.generate(GenerationRequest(prompt_ids, self._adapter_id(client, call), params))
+            except UnknownAdapterError as exc:  # registered, so never the caller's fault: wait, don't revert
+                raise SidecarUnavailable(f"the sidecar cannot find a registered adapter: {exc}") from exc
         output = InferenceOutput(
             text=client.tokenizer().decode(list(result.output_ids)),
             output_ids=result.output_ids,
@@ -142,6 +175,8 @@ class InferencePrecompile:
         return output
 
     def _adapter_id(self, client: SidecarClient, call: InferenceCall) -> str | None:
+        for adapter in call.adapters:
+            self._ensure_available(client, adapter)
         if not call.adapters:
             return None
         if len(call.adapters) == 1:
@@ -150,6 +185,17 @@ class InferencePrecompile:
         if key not in self._merges:
             self._merges[key] = client.merge(["0x" + a.hex() for a in call.adapters], list(call.weights_milli))
         return self._merges[key]
+
+    def _ensure_available(self, client: SidecarClient, adapter: bytes) -> None:
+        if adapter in self._available:
+            return
+        adapter_id = "0x" + adapter.hex()
+        if not client.has_adapter(adapter_id):
+            blob = self.sources.fetch(adapter_id)
+            if blob is None:
+                raise SidecarUnavailable(f"adapter {adapter_id} is registered but no source has its bytes")
+            client.put_artifact(adapter_id, blob)
+        self._available.add(adapter)
 
     def _client(self) -> SidecarClient:
         if self.client is None:

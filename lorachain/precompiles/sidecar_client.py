@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from tokenizers import Tokenizer
 
 from lorachain.sidecar import wire
-from lorachain.sidecar.types import GenerationRequest, GenerationResult
+from lorachain.sidecar.types import GenerationRequest, GenerationResult, UnknownAdapterError
 
 DEFAULT_TIMEOUT_S = 120.0
 
@@ -48,6 +48,17 @@ class SidecarClient:
         """The id of the weighted merge of ``adapter_ids`` (deterministic: every node gets the same id)."""
         return self._call("POST", "/v1/lorachain/adapters/merge", wire.encode_merge(adapter_ids, weights_milli))["id"]
 
+    def has_adapter(self, adapter_id: str) -> bool:
+        try:
+            self._call("GET", f"/v1/lorachain/adapters/{adapter_id}")
+        except UnknownAdapterError:
+            return False
+        return True
+
+    def put_artifact(self, adapter_id: str, blob: bytes) -> dict[str, Any]:
+        """Register adapter artifact bytes fetched elsewhere (the sidecar checks they hash to the id)."""
+        return self._call("PUT", f"/v1/lorachain/artifacts/{adapter_id}.safetensors", raw=blob)
+
     def model(self) -> dict[str, Any]:
         """The sidecar's model info (hash, config, context length, ...), fetched once."""
         if self._model is None:
@@ -62,9 +73,9 @@ class SidecarClient:
 
     # --- transport -----------------------------------------------------------------------------------
 
-    def _call(self, method: str, path: str, body: Any = None) -> Any:
-        payload = None if body is None else wire.pack(body)
-        headers = {"Content-Type": "application/msgpack"} if payload is not None else {}
+    def _call(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> Any:
+        payload = raw if raw is not None else None if body is None else wire.pack(body)
+        headers = {"Content-Type": "application/octet-stream" if raw is not None else "application/msgpack"}
         with self._lock:
             for attempt in (1, 2):  # a kept-alive connection the server closed fails once; retry on a fresh one
                 conn = self._connection()

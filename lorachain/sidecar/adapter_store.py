@@ -132,6 +132,20 @@ class AdapterStore:
             raise RequestError(f"adapter path {source} does not exist")
         return self._add(blob, digest)
 
+    def import_artifact(self, blob: bytes, expected_id: str) -> AdapterInfo:
+        """Register artifact bytes fetched from elsewhere, if they hash to ``expected_id``."""
+        digest = parse_adapter_id(expected_id)
+        parse_adapter(blob, digest)  # CorruptArtifactError unless the bytes are that adapter
+        return self._add(blob, digest)
+
+    def artifact(self, adapter_id: str) -> bytes:
+        """The stored artifact bytes of a registered adapter (what other nodes fetch by its hash)."""
+        digest = parse_adapter_id(adapter_id)
+        with self._lock:
+            if digest not in self._registered:
+                raise UnknownAdapterError(f"unknown adapter {adapter_id}")
+            return self._path(digest).read_bytes()
+
     def merge(self, adapter_ids: list[str], weights_milli: list[int]) -> AdapterInfo:
         """Register the weighted linear merge of registered adapters."""
         adapters = [self.get(a) for a in adapter_ids]

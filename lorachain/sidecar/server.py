@@ -7,6 +7,8 @@
     POST /v1/lorachain/adapters/merge    {adapter_ids, weights_milli} -> adapter info
     GET  /v1/lorachain/model             model facts
     GET  /v1/lorachain/tokenizer         {tokenizer: tokenizer.json text, model_hash}
+    GET  /v1/lorachain/artifacts/0x<hash>.safetensors   an adapter's artifact bytes (content-addressed)
+    PUT  /v1/lorachain/artifacts/0x<hash>.safetensors   register artifact bytes (must hash to <hash>)
     GET  /v1/lorachain/adapters/{id}     adapter info
     GET  /v1/models, POST /v1/completions, POST /v1/chat/completions   (lorachain.sidecar.openai_api)
     GET  /health, GET /metrics
@@ -133,6 +135,23 @@ async def tokenizer(request: web.Request) -> web.Response:
     return msgpack_response({"tokenizer": engine.model.tokenizer_json, "model_hash": engine.model_hash})
 
 
+async def get_artifact(request: web.Request) -> web.Response:
+    """An adapter's artifact bytes by content hash: a sidecar is a content-addressed source for others."""
+    name = request.match_info["name"]
+    if not name.endswith(".safetensors"):
+        raise RequestError("artifact names are 0x<hash>.safetensors")
+    blob = await asyncio.to_thread(request.app[ENGINE_KEY].store.artifact, name.removesuffix(".safetensors"))
+    return web.Response(body=blob, content_type="application/octet-stream")
+
+
+async def put_artifact(request: web.Request) -> web.Response:
+    """Register artifact bytes under their content hash (rejected unless they hash to it)."""
+    adapter_id = request.match_info["name"].removesuffix(".safetensors")
+    blob = await request.read()
+    info = await asyncio.to_thread(request.app[ENGINE_KEY].store.import_artifact, blob, adapter_id)
+    return msgpack_response(info.to_dict())
+
+
 async def adapter_info(request: web.Request) -> web.Response:
     info = await asyncio.to_thread(request.app[ENGINE_KEY].store.info, request.match_info["adapter_id"])
     return msgpack_response(info.to_dict())
@@ -160,6 +179,8 @@ def build_app(engine: ExactEngine, scheduler: Scheduler, model_name: str) -> web
     app.router.add_post("/v1/lorachain/adapters/merge", merge_adapters)
     app.router.add_get("/v1/lorachain/model", model_info)
     app.router.add_get("/v1/lorachain/tokenizer", tokenizer)
+    app.router.add_get("/v1/lorachain/artifacts/{name}", get_artifact)
+    app.router.add_put("/v1/lorachain/artifacts/{name}", put_artifact)
     app.router.add_get("/v1/lorachain/adapters/{adapter_id}", adapter_info)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
