@@ -331,6 +331,48 @@ def test_sidecar_serves_artifacts_by_hash_and_refuses_bytes_that_do_not_match(wo
     assert requests.get(f"{url}/v1/lorachain/artifacts/0x{'cd' * 32}.safetensors", timeout=30).status_code == 404
 
 
+class _Harness:
+    """The slice of a py-evm computation the precompile touches, to drive it outside a block."""
+
+    def __init__(self, data: bytes, registered: bool = True) -> None:
+        self.msg = type("Msg", (), {"data": data})()
+        self.state = type("State", (), {"get_storage": lambda _self, address, slot: int(registered)})()
+        self.gas_used, self.output = 0, b""
+
+    def consume_gas(self, amount: int, reason: str) -> None:
+        self.gas_used += amount
+
+    def get_gas_remaining(self) -> int:
+        return 10**9
+
+
+def test_block_ai_budget_bounds_the_work_of_one_block(world):
+    from eth.exceptions import Revert
+
+    from lorachain.precompiles.inference import InferencePrecompile, block_ai_budget, model_units
+    from lorachain.precompiles.sidecar_client import SidecarClient
+    from lorachain.revert_data import revert_reason
+
+    precompile = InferencePrecompile(SidecarClient(world["url"]))
+    call = InferenceCall((world["adapter"],), (), PROMPT, max_new_tokens=3)
+    _, model = msgpack_call(world["url"], "/v1/lorachain/model")
+    one_call = model_units(model["parameters"]) * (direct(world, PROMPT, None, 1)["prompt_tokens"] + 3)
+    with block_ai_budget(one_call):
+        first = _Harness(call.encode())
+        precompile(first)
+        assert InferenceOutput.decode(first.output).output_tokens == 3
+        second = _Harness(call.encode())
+        with pytest.raises(Revert):
+            precompile(second)
+        assert revert_reason(second.output) == "AI work budget of this block exhausted"
+    for _ in range(3):  # eth_call runs outside any block: no budget
+        precompile(_Harness(call.encode()))
+    unregistered = _Harness(call.encode(), registered=False)
+    with pytest.raises(Revert):
+        precompile(unregistered)
+    assert "is not registered" in revert_reason(unregistered.output)
+
+
 def test_unreachable_sidecar_leaves_the_transaction_in_the_pool(world):
     w3, qa, adapter, node = world["w3"], world["qa"], world["adapter"], world["node"]
     world["sidecar"].terminate()

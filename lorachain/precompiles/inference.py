@@ -49,7 +49,7 @@ GAS_PER_MERGED_ADAPTER = 20_000
 AI_BLOCK_BUDGET = 2_000_000  # units x tokens per block
 CACHE_ENTRIES = 4096
 ADAPTER_REGISTRY = bytes.fromhex(_REGISTRY_ADDRESS[2:])  # the chain's registry (a genesis predeploy)
-ADAPTER_OF_SLOT = 3  # storage slot of AdapterRegistry.adapterOf (solc layout; checked by the tests)
+ADAPTER_OF_SLOT = 3  # slot of AdapterRegistry.adapterOf (solc layout; the e2e tests rely on it)
 
 __all__ = ["INFERENCE_ADDRESS", "InferencePrecompile", "SidecarUnavailable", "block_ai_budget", "inference_gas"]
 

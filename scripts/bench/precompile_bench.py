@@ -16,6 +16,7 @@ from sidecar_bench import PROMPTS, make_adapters, percentile
 from web3 import Web3
 
 from lorachain.genesis.accounts import dev_accounts
+from lorachain.genesis.predeploys import ADAPTER_REGISTRY
 from lorachain.precompiles.abi import InferenceCall
 from lorachain.precompiles.inference import INFERENCE_ADDRESS
 from lorachain.precompiles.sidecar_client import SidecarClient
@@ -67,6 +68,10 @@ def main() -> int:
         adapter = bytes.fromhex(adapter_id[2:])
         node = start_node(work / "node", "--sidecar", url)
         w3 = Web3(Web3.HTTPProvider(node.url, request_kwargs={"timeout": 300}))
+        registry = w3.eth.contract(address=ADAPTER_REGISTRY, abi=load_artifact("AdapterRegistry")["abi"])
+        model_hash = bytes.fromhex(client.model()["model_hash"][2:])
+        register = registry.functions.register(adapter, model_hash, 0, "bench", [], [], [])
+        w3.eth.wait_for_transaction_receipt(register.transact({"from": w3.eth.accounts[0]}))
         artifact = load_artifact("AdapterQA")
         factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
         deployed = w3.eth.wait_for_transaction_receipt(factory.constructor().transact({"from": w3.eth.accounts[0]}))
