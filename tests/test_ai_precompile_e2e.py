@@ -331,6 +331,30 @@ def test_sidecar_serves_artifacts_by_hash_and_refuses_bytes_that_do_not_match(wo
     assert requests.get(f"{url}/v1/lorachain/artifacts/0x{'cd' * 32}.safetensors", timeout=30).status_code == 404
 
 
+def test_weighted_merge_of_registered_adapters_equals_the_sidecars_merge(world):
+    w3, registry = world["w3"], world["market"]["registry"]
+    config = load_checkpoint(world["model_dir"]).config
+    folder = write_peft_adapter(world["root"] / "peft-merge", config, rank=8, seed=41)
+    _, info = msgpack_call(world["url"], "/v1/lorachain/adapters/load", {"path": str(folder)})
+    second = bytes.fromhex(info["id"][2:])
+    send(w3, registry.functions.register(second, world["market"]["model_hash"], 0, "", [], [], []), 8)
+    first = world["adapter"]
+    call = InferenceCall((first, second), (300, 700), PROMPT, max_new_tokens=5)
+    out = InferenceOutput.decode(w3.eth.call({"to": PRECOMPILE, "data": call.encode()}))
+    body = {"adapter_ids": ["0x" + first.hex(), info["id"]], "weights_milli": [300, 700]}
+    status, merged = msgpack_call(world["url"], "/v1/lorachain/adapters/merge", body)
+    assert status == 200
+    expected = direct(world, PROMPT, bytes.fromhex(merged["id"][2:]), 5)
+    assert list(out.output_ids) == expected["output_ids"] and out.commitment == expected["commitment"]
+    alone = InferenceOutput.decode(
+        w3.eth.call({"to": PRECOMPILE, "data": InferenceCall((first,), (), PROMPT, 5).encode()})
+    )
+    assert alone.commitment != out.commitment
+    bad = "0x" + InferenceCall((first, second), (500, 400), PROMPT, 5).encode().hex()
+    reply = world["node"].rpc("eth_call", {"to": PRECOMPILE, "data": bad}, "latest")
+    assert reply["error"]["code"] == 3 and "sum to 1000" in reply["error"]["message"]
+
+
 class _Harness:
     """The slice of a py-evm computation the precompile touches, to drive it outside a block."""
 
