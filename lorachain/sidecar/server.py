@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 MSGPACK = "application/msgpack"
 MAX_BODY = 8 << 20
+MAX_ARTIFACT = 1 << 30  # an adapter artifact uploaded with PUT /v1/lorachain/artifacts/...
 ENGINE_KEY = web.AppKey("engine", ExactEngine)
 SCHEDULER_KEY = web.AppKey("scheduler", Scheduler)
 NAME_KEY = web.AppKey("model_name", str)
@@ -147,7 +148,13 @@ async def get_artifact(request: web.Request) -> web.Response:
 async def put_artifact(request: web.Request) -> web.Response:
     """Register artifact bytes under their content hash (rejected unless they hash to it)."""
     adapter_id = request.match_info["name"].removesuffix(".safetensors")
-    blob = await request.read()
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(1 << 20):  # streamed: artifacts may exceed MAX_BODY
+        size += len(chunk)
+        if size > MAX_ARTIFACT:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_ARTIFACT, actual_size=size)
+        chunks.append(chunk)
+    blob = b"".join(chunks)
     info = await asyncio.to_thread(request.app[ENGINE_KEY].store.import_artifact, blob, adapter_id)
     return msgpack_response(info.to_dict())
 
