@@ -9,7 +9,11 @@ Two hot spots of py-evm's block building are replaced:
 - Prague's deposit-request scan reads the receipts the VM just produced instead of reading them back
   from the receipt trie;
 - decoded state-trie nodes are cached by hash. A node's hash is the hash of its encoding, so a cached
-  decoding can never go stale; callers get a copy because py-evm's trie edits nodes in place.
+  decoding can never go stale; callers get a copy because py-evm's trie edits nodes in place;
+- a deep copy of an rlp ``Serializable`` is the object itself. They are immutable (pyrlp freezes every
+  field value), yet ``Serializable.copy`` deep-copies each unchanged field, so py-evm's many
+  ``block.copy(header=...)`` and ``account.copy(balance=...)`` rebuilt every transaction of the block and
+  every nested object, several times per block.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 import eth.db.chain
 import eth.vm.base
 from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI, VirtualMachineAPI, WithdrawalAPI
+from rlp.sedes.serializable import BaseSerializable
 from trie import HexaryTrie
 
 from lorachain.node.ordered_trie import ordered_trie_root_and_nodes
@@ -37,6 +42,8 @@ def make_trie_root_and_nodes(items: Sequence[Any]) -> tuple[bytes, dict[bytes, b
 def _trie_of_encoded(encoded: tuple[bytes, ...]) -> tuple[bytes, dict[bytes, bytes]]:
     return ordered_trie_root_and_nodes(encoded)
 
+
+BaseSerializable.__deepcopy__ = lambda self, memo=None: self  # type: ignore[method-assign,assignment]
 
 eth.vm.base.make_trie_root_and_nodes = make_trie_root_and_nodes  # type: ignore[attr-defined]
 eth.db.chain.make_trie_root_and_nodes = make_trie_root_and_nodes  # type: ignore[attr-defined]
