@@ -13,21 +13,24 @@ import rlp
 from eth.constants import BLANK_ROOT_HASH
 from eth_utils import keccak
 
+from lorachain.node.trie_nodes import encode_node
+
 Node = list  # a decoded trie node: [path, value] (leaf/extension) or 17 items (branch)
 
 
-def _hex_prefix(nibbles: Sequence[int], leaf: bool) -> bytes:
+def hex_prefix(path: bytes, leaf: bool) -> bytes:
+    """The hex-prefix encoding of a nibble path (one nibble per byte), flagged leaf or extension."""
     flag = 2 if leaf else 0
-    prefixed = [flag + 1, *nibbles] if len(nibbles) % 2 else [flag, 0, *nibbles]
+    prefixed = bytes((flag + 1,)) + path if len(path) % 2 else bytes((flag, 0)) + path
     return bytes(prefixed[i] * 16 + prefixed[i + 1] for i in range(0, len(prefixed), 2))
 
 
-def _nibbles(key: bytes) -> tuple[int, ...]:
-    out = []
-    for byte in key:
-        out.append(byte >> 4)
-        out.append(byte & 0x0F)
-    return tuple(out)
+def nibbles(key: bytes) -> bytes:
+    """``key`` as nibbles, one per byte (high nibble first)."""
+    return key.hex().encode().translate(_HEX_TO_NIBBLE)
+
+
+_HEX_TO_NIBBLE = bytes.maketrans(b"0123456789abcdef", bytes(range(16)))
 
 
 class _Builder:
@@ -36,17 +39,17 @@ class _Builder:
 
     def ref(self, node: Node) -> bytes | Node:
         """How a parent refers to ``node``: inline if its encoding is short, else by hash."""
-        encoded = rlp.encode(node)
+        encoded = encode_node(node)
         if len(encoded) < 32:
             return node
         digest = keccak(encoded)
         self.nodes[digest] = encoded
         return digest
 
-    def build(self, items: list[tuple[tuple[int, ...], bytes]], depth: int) -> Node:
+    def build(self, items: list[tuple[bytes, bytes]], depth: int) -> Node:
         if len(items) == 1:
             key, value = items[0]
-            return [_hex_prefix(key[depth:], leaf=True), value]
+            return [hex_prefix(key[depth:], leaf=True), value]
         first, last = items[0][0], items[-1][0]
         shared = 0
         limit = min(len(first), len(last)) - depth
@@ -54,7 +57,7 @@ class _Builder:
             shared += 1
         if shared:
             child = self.build(items, depth + shared)
-            return [_hex_prefix(first[depth : depth + shared], leaf=False), self.ref(child)]
+            return [hex_prefix(first[depth : depth + shared], leaf=False), self.ref(child)]
         branch: Node = [b""] * 17
         start = 0
         if len(items[0][0]) == depth:  # a key ends here: its value sits in the branch
@@ -75,10 +78,10 @@ def ordered_trie_root_and_nodes(values: Sequence[bytes]) -> tuple[bytes, dict[by
     """Root hash and hash -> encoded-node map of the trie {rlp(i): values[i]}."""
     if not values:
         return BLANK_ROOT_HASH, {}
-    items = sorted((_nibbles(rlp.encode(index)), value) for index, value in enumerate(values))
+    items = sorted((nibbles(rlp.encode(index)), value) for index, value in enumerate(values))
     builder = _Builder()
     root = builder.build(items, 0)
-    encoded = rlp.encode(root)
+    encoded = encode_node(root)
     digest = keccak(encoded)
     builder.nodes[digest] = encoded
     return digest, builder.nodes

@@ -29,8 +29,8 @@ from rlp.sedes.serializable import BaseSerializable
 from trie import HexaryTrie
 
 from lorachain.node.ordered_trie import ordered_trie_root_and_nodes
-
-NODE_CACHE_SIZE = 100_000
+from lorachain.node.state_db import BatchedAccountDB
+from lorachain.node.trie_nodes import NODE_CACHE, copy_node
 
 
 def make_trie_root_and_nodes(items: Sequence[Any]) -> tuple[bytes, dict[bytes, bytes]]:
@@ -49,34 +49,14 @@ eth.vm.base.make_trie_root_and_nodes = make_trie_root_and_nodes  # type: ignore[
 eth.db.chain.make_trie_root_and_nodes = make_trie_root_and_nodes  # type: ignore[attr-defined]
 
 
-def _copy_node(node: Any) -> Any:
-    if isinstance(node, list):
-        return [_copy_node(item) for item in node]
-    return node
-
-
-class _NodeCache:
-    """hash -> decoded trie node, least recently used out first."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.nodes: dict[bytes, Any] = {}
-
-    def get_node(self, trie: HexaryTrie, node_hash: bytes) -> Any:
-        if len(node_hash) != 32:  # blank or embedded node: nothing to look up
-            return _uncached_get_node(trie, node_hash)
-        node = self.nodes.pop(node_hash, None)
-        if node is None:
-            node = _uncached_get_node(trie, node_hash)
-            if len(self.nodes) >= self.size:
-                del self.nodes[next(iter(self.nodes))]
-        self.nodes[node_hash] = node  # re-insert: most recently used last
-        return _copy_node(node)
+def _cached_get_node(trie: HexaryTrie, node_hash: bytes) -> Any:
+    if len(node_hash) != 32:  # blank or embedded node: nothing to look up
+        return _uncached_get_node(trie, node_hash)
+    return copy_node(NODE_CACHE.get(node_hash, trie.db.__getitem__))
 
 
 _uncached_get_node = HexaryTrie.get_node
-NODE_CACHE = _NodeCache(NODE_CACHE_SIZE)
-HexaryTrie.get_node = lambda self, node_hash: NODE_CACHE.get_node(self, node_hash)  # type: ignore[method-assign]
+HexaryTrie.get_node = _cached_get_node  # type: ignore[method-assign]
 
 
 class _BlockWithReceipts:
@@ -123,8 +103,10 @@ class FastBlockAssembly:
 
 @cache
 def fast_vm(vm_class: type[VirtualMachineAPI]) -> type[VirtualMachineAPI]:
-    """``vm_class`` with :class:`FastBlockAssembly` (same fork, same rules)."""
-    return type(vm_class.__name__, (FastBlockAssembly, vm_class), {})
+    """``vm_class`` with :class:`FastBlockAssembly` and batched trie updates (same fork, same rules)."""
+    state_class = vm_class._state_class  # type: ignore[attr-defined]
+    state = type(state_class.__name__, (state_class,), {"account_db_class": BatchedAccountDB})
+    return type(vm_class.__name__, (FastBlockAssembly, vm_class), {"_state_class": state})
 
 
 def with_precompiles(

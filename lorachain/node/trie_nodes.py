@@ -1,0 +1,62 @@
+"""Decoded trie nodes, cached by hash.
+
+A node's hash is the hash of its encoding, so a cached decoding can never go stale, whichever database
+it was read from. The cached lists are shared: callers that edit nodes in place (py-trie does) must
+take a copy, callers that never do (:mod:`trie_update`) use them as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import rlp
+from eth.constants import BLANK_ROOT_HASH
+
+NODE_CACHE_SIZE = 100_000
+
+
+class NodeCache:
+    """hash -> decoded trie node, least recently used out first."""
+
+    def __init__(self, size: int = NODE_CACHE_SIZE) -> None:
+        self.size = size
+        self.nodes: dict[bytes, Any] = {}
+
+    def get(self, node_hash: bytes, read: Callable[[bytes], bytes]) -> Any:
+        """The decoded node ``node_hash`` (``read`` fetches its encoding on a miss). Do not edit it."""
+        node = self.nodes.pop(node_hash, None)
+        if node is None:
+            node = b"" if node_hash == BLANK_ROOT_HASH else rlp.decode(read(node_hash))
+            if len(self.nodes) >= self.size:
+                del self.nodes[next(iter(self.nodes))]
+        self.nodes[node_hash] = node  # re-insert: most recently used last
+        return node
+
+
+def encode_node(node: Any) -> bytes:
+    """RLP of a decoded node (nested lists of bytes): ``rlp.encode`` without its generic sedes machinery."""
+    if isinstance(node, bytes):
+        length = len(node)
+        if length == 1 and node[0] < 0x80:
+            return node
+        return _length_prefix(length, 0x80) + node
+    payload = b"".join([encode_node(item) for item in node])
+    return _length_prefix(len(payload), 0xC0) + payload
+
+
+def _length_prefix(length: int, offset: int) -> bytes:
+    if length < 56:
+        return bytes((offset + length,))
+    size = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes((offset + 55 + len(size),)) + size
+
+
+def copy_node(node: Any) -> Any:
+    """A copy of a decoded node that may be edited in place."""
+    if isinstance(node, list):
+        return [copy_node(item) for item in node]
+    return node
+
+
+NODE_CACHE = NodeCache()
