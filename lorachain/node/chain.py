@@ -35,6 +35,7 @@ from eth_utils import ValidationError
 from lorachain.genesis.genesis import Genesis, GenesisError, parse_genesis
 from lorachain.node.impersonation import ImpersonatedTransaction
 from lorachain.node.impersonation import record_key as impersonation_key
+from lorachain.node.state_db import FLAT_ACCOUNTS
 from lorachain.node.store import LmdbStore, PendingWrites
 from lorachain.precompiles.inference import INFERENCE_ADDRESS, InferencePrecompile, SidecarUnavailable, block_ai_budget
 
@@ -271,6 +272,7 @@ class Blockchain:
         parent = self._head
         if timestamp <= parent.timestamp:
             raise ChainError(f"block timestamp {timestamp} must exceed parent's {parent.timestamp}")
+        FLAT_ACCOUNTS.reset(parent.state_root)  # a no-op unless the head moved by other means
         overlay = PendingWrites(self.store)
         chain = self.chain_class(overlay.atomic_view())
         header_fields: dict[str, Any] = {
@@ -348,6 +350,7 @@ class Blockchain:
                     f"invalid block #{block.number}: transaction 0x{tx.hash.hex()}: "
                     f"invalid chain id for signer: have {tx_chain_id} want {self.chain_id}"
                 )
+        FLAT_ACCOUNTS.reset(self._head.state_root)
         overlay = PendingWrites(self.store)
         chain = self.chain_class(overlay.atomic_view())
         try:
@@ -383,6 +386,7 @@ class Blockchain:
         overlay.commit()
         self._head = header
         self._scratch.clear()
+        FLAT_ACCOUNTS.reset(header.state_root)
 
 
 class _AncestorHashes:

@@ -1,23 +1,37 @@
-"""py-evm's account database with tries updated in batches (same roots, same stored nodes).
+"""py-evm's account database with tries updated in batches and a flat view of the head's accounts.
 
 py-evm applies every storage write and every account change to its ``HexaryTrie`` one key at a time,
-re-hashing the path from the root each time. :class:`BatchedAccountDB` keeps py-evm's journals and
-caches as they are and changes only where the tries are written: storage writes wait in
-:class:`BatchedStorageLookup` until a root is asked for, account changes are applied when the state
-root is made, and each batch goes through :mod:`trie_update`, which hashes every changed node once.
+re-hashing the path from the root each time, and reads every account of a new block through the trie
+again. :class:`BatchedAccountDB` keeps py-evm's journals and caches as they are and changes only where
+the tries are read and written:
+
+- storage writes wait in :class:`BatchedStorageLookup` until a root is asked for, account changes are
+  applied when the state root is made, and each batch goes through :mod:`trie_update`, which hashes
+  every changed node once (same roots, same stored nodes);
+- :data:`FLAT_ACCOUNTS` maps address -> encoded account at one state root (the head's, as geth's
+  snapshot does): filled as accounts are read, carried to the next root by each block's own account
+  diff. A state root fixes every account, so any account DB at that root may read from it;
+- decoded accounts are shared by their encoding (rlp ``Serializable`` objects are immutable).
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
+
+import rlp
 from eth.constants import BLANK_ROOT_HASH
 from eth.db.account import AccountDB
+from eth.db.backends.base import BaseDB
 from eth.db.cache import CacheDB
 from eth.db.journal import JournalDB
 from eth.db.storage import AccountStorageDB, StorageLookup
+from eth.rlp.accounts import Account
+from eth.validation import validate_canonical_address, validate_uint64, validate_uint256
 from eth_typing import Address, Hash32
 from eth_utils import ValidationError, keccak
 from trie import HexaryTrie
 
+from lorachain.node.trie_nodes import encode_node
 from lorachain.node.trie_update import node_loader, updated_root
 
 _Pending = dict[bytes, bytes | None]  # hashed slot -> rlp value, or None: deleted
@@ -107,8 +121,114 @@ class BatchedAccountStorageDB(AccountStorageDB):
         self._journal_storage = JournalDB(self._locked_changes)
 
 
+class FlatAccounts:
+    """Encoded accounts (``b""``: none) at one state root, filled by reads, advanced by block diffs."""
+
+    def __init__(self, limit: int = 1_000_000) -> None:
+        self.limit = limit
+        self.root: bytes | None = None
+        self.entries: dict[bytes, bytes] = {}
+
+    def get(self, root: bytes, address: bytes) -> bytes | None:
+        return self.entries.get(address) if root == self.root else None
+
+    def remember(self, root: bytes, address: bytes, encoded: bytes) -> None:
+        if root == self.root and len(self.entries) < self.limit:
+            self.entries[address] = encoded
+
+    def advance(self, old_root: bytes, new_root: bytes, changes: dict[bytes, bytes]) -> None:
+        """``changes`` (every account that differs) took the state from ``old_root`` to ``new_root``."""
+        if old_root == self.root:
+            self.entries.update(changes)
+            self.root = new_root
+
+    def reset(self, root: bytes) -> None:
+        """Follow ``root`` from now on (the head moved elsewhere than by :meth:`advance`)."""
+        if root != self.root:
+            self.root = root
+            self.entries = {}
+
+
+FLAT_ACCOUNTS = FlatAccounts()
+
+
+@lru_cache(maxsize=65_536)
+def _decode_account(encoded: bytes) -> Account:
+    return rlp.decode(encoded, sedes=Account)
+
+
+def _encode_account(account: Account) -> bytes:
+    """``rlp.encode(account, sedes=Account)``, without pyrlp's generic machinery."""
+    nonce, balance = account.nonce, account.balance
+    return encode_node(
+        [
+            nonce.to_bytes((nonce.bit_length() + 7) // 8, "big"),
+            balance.to_bytes((balance.bit_length() + 7) // 8, "big"),
+            account.storage_root,
+            account.code_hash,
+        ]
+    )
+
+
+class _FlatFirst(BaseDB):
+    """Account reads of one account DB: the flat view at its current root first, then the trie."""
+
+    def __init__(self, accounts: BatchedAccountDB) -> None:
+        self._accounts = accounts
+
+    def __getitem__(self, address: bytes) -> bytes:
+        root = self._accounts.state_root
+        encoded = FLAT_ACCOUNTS.get(root, address)
+        if encoded is None:
+            try:
+                encoded = self._accounts._trie_logger[address]
+            except KeyError:
+                encoded = b""
+            FLAT_ACCOUNTS.remember(root, address, encoded)
+        if not encoded:
+            raise KeyError(address)
+        return encoded
+
+    def __setitem__(self, address: bytes, value: bytes) -> None:
+        self._accounts._trie_logger[address] = value
+
+    def __delitem__(self, address: bytes) -> None:
+        del self._accounts._trie_logger[address]
+
+
 class BatchedAccountDB(AccountDB):
-    """py-evm's ``AccountDB``, its account and storage tries updated in batches."""
+    """py-evm's ``AccountDB``, its tries updated in batches, its account reads through the flat view."""
+
+    def __init__(self, db: object, state_root: Hash32 = BLANK_ROOT_HASH) -> None:
+        super().__init__(db, state_root)  # type: ignore[arg-type]
+        self._trie_cache = CacheDB(_FlatFirst(self))
+        self._journaltrie = JournalDB(self._trie_cache)
+
+    def _get_account(self, address: Address, from_journal: bool = True) -> Account:
+        if from_journal and address in self._account_cache:
+            return self._account_cache[address]
+        encoded = self._get_encoded_account(address, from_journal)
+        account = _decode_account(encoded) if encoded else Account()
+        if from_journal:
+            self._account_cache[address] = account
+        return account
+
+    def _set_account(self, address: Address, account: Account) -> None:
+        self._account_cache[address] = account
+        self._journaltrie[address] = _encode_account(account)
+
+    # ``Account(...)`` with all four fields is several times cheaper than pyrlp's ``account.copy(...)``.
+    def set_balance(self, address: Address, balance: int) -> None:
+        validate_canonical_address(address, title="Storage Address")
+        validate_uint256(balance, title="Account Balance")
+        account = self._get_account(address)
+        self._set_account(address, Account(account.nonce, balance, account.storage_root, account.code_hash))
+
+    def set_nonce(self, address: Address, nonce: int) -> None:
+        validate_canonical_address(address, title="Storage Address")
+        validate_uint64(nonce, title="Nonce")
+        account = self._get_account(address)
+        self._set_account(address, Account(nonce, account.balance, account.storage_root, account.code_hash))
 
     def _get_address_store(self, address: Address) -> AccountStorageDB:
         store = self._account_stores.get(address)
@@ -129,12 +249,14 @@ class BatchedAccountDB(AccountDB):
         deleted, pending = diff.deleted_keys(), diff.pending_items()
         if deleted or pending:
             hexary: HexaryTrie = self._trie._db  # HashTrie (keccak of the address) over the HexaryTrie
-            items = [(keccak(address), None) for address in deleted]
-            items += [(keccak(address), value) for address, value in pending]
-            root, nodes = updated_root(node_loader(self._batchtrie), hexary.root_hash, items)
+            items_by_address = [(address, None) for address in deleted] + list(pending)
+            items = [(keccak(address), value) for address, value in items_by_address]
+            old_root = hexary.root_hash
+            root, nodes = updated_root(node_loader(self._batchtrie), old_root, items)
             for node_hash, encoded in nodes.items():
                 self._batchtrie[node_hash] = encoded
             hexary.root_hash = root
+            FLAT_ACCOUNTS.advance(old_root, root, {address: value or b"" for address, value in items_by_address})
 
         self._journaltrie.reset()
         self._trie_cache.reset_cache()
