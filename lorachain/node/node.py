@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eth.abc import BlockHeaderAPI, SignedTransactionAPI, StateAPI
+from eth.vm.forks.london.headers import calculate_expected_base_fee_per_gas
 from eth_account import Account
 from eth_utils import keccak, to_canonical_address
 
@@ -147,9 +148,13 @@ class Node:
     def next_base_fee(self) -> int:
         head = self.chain.head
         if self._next_base_fee is None or self._next_base_fee[0] != head.hash:
-            vm_class = self.chain.chain_class.get_vm_class_for_block_number(head.block_number + 1)
-            child = vm_class.create_header_from_parent(head, timestamp=head.timestamp + 1)
-            self._next_base_fee = (head.hash, getattr(child, "base_fee_per_gas", 0) or 0)
+            if hasattr(head, "base_fee_per_gas"):  # London onwards: the EIP-1559 rule on the parent alone
+                base_fee = calculate_expected_base_fee_per_gas(head)
+            else:  # the next block may start London (or still lack a base fee): let its fork decide
+                vm_class = self.chain.chain_class.get_vm_class_for_block_number(head.block_number + 1)
+                child = vm_class.create_header_from_parent(head, timestamp=head.timestamp + 1)
+                base_fee = getattr(child, "base_fee_per_gas", 0) or 0
+            self._next_base_fee = (head.hash, base_fee)
         return self._next_base_fee[1]
 
     # -- transactions ----------------------------------------------------------------------------

@@ -33,6 +33,12 @@ class NodeCache:
         self.nodes[node_hash] = node  # re-insert: most recently used last
         return node
 
+    def put(self, node_hash: bytes, node: Any) -> None:
+        """Remember a node just written (the next block reads it again)."""
+        if node_hash not in self.nodes and len(self.nodes) >= self.size:
+            del self.nodes[next(iter(self.nodes))]
+        self.nodes[node_hash] = node
+
 
 def encode_node(node: Any) -> bytes:
     """RLP of a decoded node (nested lists of bytes): ``rlp.encode`` without its generic sedes machinery."""

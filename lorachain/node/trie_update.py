@@ -182,9 +182,11 @@ class TrieUpdate:
         root = self._root
         if isinstance(root, bytes):
             return (BLANK_ROOT_HASH if root == b"" else root), nodes
-        encoded = encode_node(self._encode_children(root, nodes))
+        root = self._encode_children(root, nodes)
+        encoded = encode_node(root)
         root_hash = keccak(encoded)
         nodes[root_hash] = encoded
+        NODE_CACHE.put(root_hash, root)
         self._root = root_hash
         return root_hash, nodes
 
@@ -197,6 +199,7 @@ class TrieUpdate:
             return node
         digest = keccak(encoded)
         nodes[digest] = encoded
+        NODE_CACHE.put(digest, node)
         return digest
 
     def _encode_children(self, node: list, nodes: dict[bytes, bytes]) -> list:

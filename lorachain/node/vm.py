@@ -101,11 +101,21 @@ class FastBlockAssembly:
         super().process_deposit_request_data(block)  # type: ignore[misc]
 
 
+def _keep_system_contracts(state: Any) -> None:
+    """py-evm's Cancun/Prague ``set_system_contracts`` (run on every state built) re-sets each system
+    contract's code only where that very code is already there (``if not code != CONTRACT_CODE``): the
+    state never changes, but each call reads and re-hashes the code and dirties the accounts."""
+
+
 @cache
 def fast_vm(vm_class: type[VirtualMachineAPI]) -> type[VirtualMachineAPI]:
     """``vm_class`` with :class:`FastBlockAssembly` and batched trie updates (same fork, same rules)."""
     state_class = vm_class._state_class  # type: ignore[attr-defined]
-    state = type(state_class.__name__, (state_class,), {"account_db_class": BatchedAccountDB})
+    state = type(
+        state_class.__name__,
+        (state_class,),
+        {"account_db_class": BatchedAccountDB, "set_system_contracts": _keep_system_contracts},
+    )
     return type(vm_class.__name__, (FastBlockAssembly, vm_class), {"_state_class": state})
 
 
