@@ -232,6 +232,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--served-model-name", default=None, help="name accepted as 'model' besides the hash")
     p.set_defaults(func=cmd_sidecar)
 
+    p = sub.add_parser("da-server", help="run a local DA server speaking eigenda-proxy's REST API")
+    p.add_argument("--datadir", required=True, help="where blobs are kept (LMDB)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=3100)
+    p.add_argument("--latency-ms", type=int, default=0, help="injected latency on every put and get")
+    p.add_argument("--put-status", type=int, default=None, help="answer every put with this status (e.g. 503)")
+    p.add_argument("--get-status", type=int, default=None, help="answer every get with this status (e.g. 418)")
+    p.set_defaults(func=cmd_da_server)
+
     from lorachain import adapter_cli
 
     adapter_cli.add_commands(sub)
@@ -257,6 +266,14 @@ def cmd_sidecar(args: argparse.Namespace) -> int:
     model = args.model or str(build_devnet_model(DEFAULT_OUT))
     return serve(model, host=args.host, port=args.port, adapters=args.adapters, device=args.device,
                  max_batch=args.max_batch, cache=args.cache, model_name=args.served_model_name)  # fmt: skip
+
+
+def cmd_da_server(args: argparse.Namespace) -> int:
+    from lorachain.da_client.server import Faults, serve
+
+    faults = Faults(latency_ms=args.latency_ms, put_status=args.put_status, get_status=args.get_status)
+    serve(Path(args.datadir), args.host, args.port, faults)
+    return 0
 
 
 def cmd_model_init_devnet(args: argparse.Namespace) -> int:

@@ -1,0 +1,184 @@
+"""A client of eigenda-proxy's REST API (a real proxy by URL, or ``lorachain da-server``).
+
+Certs are opaque: :meth:`DAClient.put` returns the commitment bytes the server chose, :meth:`DAClient.get`
+hands them back. Statuses as the spec says:
+
+- 400 / 413 -> :class:`DABadRequest`; 404 -> :class:`DANotFound`;
+- 418 -> :class:`DerivationError` with the proxy's ``StatusCode`` (1 cert parse failed, 2 recency check
+  failed, 3 invalid cert, 4 blob decoding failed): derivation drops that commitment;
+- 429 and other 5xx -> retried with exponential back-off (``Retry-After`` honoured), then
+  :class:`DARateLimited` / :class:`DAServerError`;
+- 503, or no connection at all -> :class:`DAUnavailable` at once: the batcher fails over to calldata.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from lorachain.da_client.commitment import CommitmentMode, KeccakCommitment
+
+DEFAULT_TIMEOUT_S = 60.0
+
+
+class DAError(RuntimeError):
+    """A DA request failed."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class DABadRequest(DAError):
+    """The server refused the request itself (malformed commitment, oversize payload, ...)."""
+
+
+class DANotFound(DAError):
+    """The server holds nothing under this commitment."""
+
+
+class DerivationError(DAError):
+    """418: the commitment or its blob is invalid; derivation must skip it."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message, 418)
+        self.code = code
+
+
+class DARateLimited(DAError):
+    """429 after every retry."""
+
+
+class DAServerError(DAError):
+    """5xx (other than 503) after every retry."""
+
+
+class DAUnavailable(DAError):
+    """503, or the server cannot be reached: fail over."""
+
+
+class DAClient:
+    def __init__(
+        self,
+        url: str,
+        mode: CommitmentMode = CommitmentMode.OP_GENERIC,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        retries: int = 4,
+        backoff_s: float = 0.1,
+        max_backoff_s: float = 5.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"DA server URL must be http://host:port, got {url!r}")
+        self.url = url.rstrip("/")
+        self.mode = mode
+        self._host, self._port = parts.hostname, parts.port or 80
+        self._timeout_s = timeout_s
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self._sleep = sleep
+        self._conn: http.client.HTTPConnection | None = None
+
+    # -- the API ---------------------------------------------------------------------------------
+    def put(self, payload: bytes) -> bytes:
+        """Store ``payload``; the commitment to post (OP form, or standard in standard mode)."""
+        if self.mode is CommitmentMode.OP_KECCAK:
+            commitment = KeccakCommitment.of(payload).encode()
+            self._request("POST", f"/put/0x{commitment.hex()}", payload)
+            return commitment
+        query = "?commitment_mode=standard" if self.mode is CommitmentMode.STANDARD else ""
+        return self._request("POST", f"/put{query}", payload)
+
+    def get(self, commitment: bytes) -> bytes:
+        """The payload behind ``commitment`` (as :meth:`put` returned it)."""
+        query = "?commitment_mode=standard" if self.mode is CommitmentMode.STANDARD else ""
+        return self._request("GET", f"/get/0x{commitment.hex()}{query}")
+
+    def health(self) -> bool:
+        try:
+            self._request("GET", "/health")
+        except DAError:
+            return False
+        return True
+
+    # -- transport -------------------------------------------------------------------------------
+    def _request(self, method: str, path: str, body: bytes | None = None) -> bytes:
+        delay = self.backoff_s
+        for attempt in range(self.retries + 1):
+            status, headers, data = self._send(method, path, body)
+            if status == 200:
+                return data
+            error = _error_for(status, data)
+            if not isinstance(error, DARateLimited | DAServerError) or attempt == self.retries:
+                raise error
+            retry_after = headers.get("retry-after")
+            wait = float(retry_after) if retry_after and retry_after.isdigit() else delay
+            self._sleep(min(wait, self.max_backoff_s))
+            delay = min(delay * 2, self.max_backoff_s)
+        raise AssertionError("unreachable")
+
+    def _send(self, method: str, path: str, body: bytes | None) -> tuple[int, dict[str, str], bytes]:
+        for fresh in (False, True):  # a kept-alive connection the server closed: reconnect once
+            if self._conn is None or fresh:
+                self._close()
+                self._conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout_s)
+            try:
+                headers = {"Content-Type": "application/octet-stream"} if body is not None else {}
+                self._conn.request(method, path, body=body, headers=headers)
+                response = self._conn.getresponse()
+                data = response.read()
+                return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                if fresh:
+                    self._close()
+                    raise DAUnavailable(f"DA server {self.url} closed the connection") from None
+            except OSError as exc:
+                self._close()
+                raise DAUnavailable(f"DA server {self.url} unreachable: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def close(self) -> None:
+        self._close()
+
+
+def _error_for(status: int, data: bytes) -> DAError:
+    message = _message(data)
+    if status == 418:
+        code = 0
+        with contextlib.suppress(ValueError, AttributeError, TypeError):
+            code = int(json.loads(data).get("StatusCode", 0))
+        return DerivationError(f"derivation error {code}: {message}", code)
+    if status == 404:
+        return DANotFound(message, status)
+    if 400 <= status < 500 and status != 429:
+        return DABadRequest(message, status)
+    if status == 429:
+        return DARateLimited(f"rate limited: {message}", status)
+    if status == 503:
+        return DAUnavailable(f"DA unavailable: {message}", status)
+    return DAServerError(f"DA server error {status}: {message}", status)
+
+
+def _message(data: bytes) -> str:
+    try:
+        body = json.loads(data)
+    except ValueError:
+        return data[:200].decode(errors="replace")
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            return str(error.get("message", error))
+        return str(body.get("Msg") or error or body)
+    return str(body)
