@@ -6,6 +6,7 @@ import os
 
 import pytest
 import rlp
+from eth.rlp.logs import Log
 from eth_utils import keccak
 
 from lorachain.node.rollup.deposits import (
@@ -64,15 +65,16 @@ def test_malformed_deposits(data: bytes, message: str) -> None:
 
 
 def test_deposit_receipt_round_trip() -> None:
-    logs = ((os.urandom(20), (os.urandom(32), os.urandom(32)), b"data"),)
-    receipt = DepositReceipt(1, 123_456, os.urandom(256), logs, deposit_nonce=7)
-    encoded = receipt.encode()
+    logs = (Log(os.urandom(20), (int.from_bytes(os.urandom(32), "big"),), b"data"),)
+    receipt = DepositReceipt(b"\x01", 123_456, logs, deposit_nonce=7)
+    encoded = receipt.encode_typed()
     assert encoded[0] == 0x7E
     fields = rlp.decode(encoded[1:])
     assert len(fields) == 6 and fields[4] == b"\x07" and fields[5] == b"\x01"  # depositNonce, version 1
-    assert DepositReceipt.decode(encoded) == receipt
+    assert DepositReceipt.decode_typed(encoded) == receipt
+    assert receipt.bloom_filter.__contains__(logs[0].address)
     with pytest.raises(DepositError):
-        DepositReceipt.decode(encoded[:-3])
+        DepositReceipt.decode_typed(encoded[:-3])
 
 
 def _info(**extra: int) -> L1BlockInfo:

@@ -132,12 +132,21 @@ class Genesis:
     def fork_name(self) -> str:
         return self.vm_configuration[-1][1].fork
 
+    @property
+    def op_stack(self) -> bool:
+        """An OP Stack chain (op-geth's ``config.optimism``): deposit transactions and the L2 rules apply."""
+        return isinstance((self.raw.get("config") or {}).get("optimism"), dict)
+
     def chain_class(self, precompiles: dict[bytes, Any] | None = None) -> type[Chain]:
         """A py-evm ``Chain`` subclass configured with this genesis' forks and chain id, its computations
         answering ``precompiles`` (address -> function) besides each fork's own."""
+        from lorachain.node.rollup.deposit_vm import op_stack_vm
         from lorachain.node.vm import fast_vm, with_precompiles
 
-        vms = tuple((block, with_precompiles(fast_vm(vm), precompiles or {})) for block, vm in self.vm_configuration)
+        rules = op_stack_vm if self.op_stack else (lambda vm: vm)
+        vms = tuple(
+            (block, with_precompiles(rules(fast_vm(vm)), precompiles or {})) for block, vm in self.vm_configuration
+        )
         return Chain.configure(__name__="LoraChain", vm_configuration=vms, chain_id=self.chain_id)
 
     def header_params(self) -> dict[str, Any]:

@@ -29,6 +29,10 @@ def build_dispatcher(node: Node, dev: bool = True) -> RpcDispatcher:
         apis.append(DebugApi(node))
     if dev:
         apis.extend([DevApi(node), PersonalApi(eth)])
+    if node.chain.genesis.op_stack:
+        from lorachain.node.rpc.optimism import OptimismApi
+
+        apis.append(OptimismApi(node))
     for api in apis:
         dispatcher.register_object(api)
     modules = sorted({name.split("_", 1)[0] for name in dispatcher.methods} | {"rpc"})

@@ -29,6 +29,7 @@ from rlp.sedes.serializable import BaseSerializable
 from trie import HexaryTrie
 
 from lorachain.node.ordered_trie import ordered_trie_root_and_nodes
+from lorachain.node.rollup.deposit_vm import NoDepositState
 from lorachain.node.state_db import BatchedAccountDB
 from lorachain.node.trie_nodes import NODE_CACHE, copy_node
 
@@ -113,7 +114,7 @@ def fast_vm(vm_class: type[VirtualMachineAPI]) -> type[VirtualMachineAPI]:
     state_class = vm_class._state_class  # type: ignore[attr-defined]
     state = type(
         state_class.__name__,
-        (state_class,),
+        (NoDepositState, state_class),
         {"account_db_class": BatchedAccountDB, "set_system_contracts": _keep_system_contracts},
     )
     return type(vm_class.__name__, (FastBlockAssembly, vm_class), {"_state_class": state})

@@ -15,9 +15,15 @@ signature; they are made by derivation from L1, never accepted over JSON-RPC.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import rlp
+from eth.rlp.logs import Log
+from eth.rlp.receipts import Receipt
+from eth.rlp.sedes import uint256
+from eth_bloom import BloomFilter
 from eth_utils import keccak
 from rlp.sedes import Binary, CountableList, big_endian_int, binary, boolean
 
@@ -30,11 +36,6 @@ _to = Binary(min_length=0, max_length=20)
 _TX_SEDES = rlp.sedes.List(
     [Binary.fixed_length(32), _address, _to, big_endian_int, big_endian_int, big_endian_int, boolean, binary]
 )
-_LOG_SEDES = rlp.sedes.List([_address, CountableList(Binary.fixed_length(32)), binary])
-_RECEIPT_SEDES = rlp.sedes.List(
-    [big_endian_int, big_endian_int, Binary.fixed_length(256), CountableList(_LOG_SEDES), big_endian_int,
-     big_endian_int]
-)  # fmt: skip
 
 
 class DepositError(ValueError):
@@ -93,27 +94,41 @@ class DepositTx:
         return cls(source, sender, to or None, mint, value, gas, is_system, data)
 
 
-@dataclass(frozen=True)
-class DepositReceipt:
-    status: int
-    cumulative_gas_used: int
-    bloom: bytes  # 256 bytes
-    logs: tuple[tuple[bytes, tuple[bytes, ...], bytes], ...]  # (address, topics, data)
-    deposit_nonce: int
-    deposit_receipt_version: int = DEPOSIT_RECEIPT_VERSION
+class DepositReceipt(Receipt):
+    """A deposit's receipt (the payload behind the 0x7E type byte): py-evm's receipt plus Canyon's fields."""
 
-    def encode(self) -> bytes:
-        logs = [[address, list(topics), data] for address, topics, data in self.logs]
-        fields = [self.status, self.cumulative_gas_used, self.bloom, logs, self.deposit_nonce,
-                  self.deposit_receipt_version]  # fmt: skip
-        return bytes((DEPOSIT_TX_TYPE,)) + rlp.encode(fields, sedes=_RECEIPT_SEDES)
+    fields = [
+        ("state_root", binary),  # the status: b"\x01" success, b"" failure
+        ("gas_used", big_endian_int),  # cumulative in the block
+        ("bloom", uint256),
+        ("logs", CountableList(Log)),
+        ("deposit_nonce", big_endian_int),
+        ("deposit_receipt_version", big_endian_int),
+    ]
+
+    def __init__(
+        self,
+        state_root: bytes,
+        gas_used: int,
+        logs: Iterable[Log],
+        bloom: int | None = None,
+        deposit_nonce: int = 0,
+        deposit_receipt_version: int = DEPOSIT_RECEIPT_VERSION,
+    ) -> None:
+        logs = tuple(logs)
+        if bloom is None:
+            bloom = int(BloomFilter.from_iterable(itertools.chain.from_iterable(log.bloomables for log in logs)))
+        rlp.Serializable.__init__(self, state_root, gas_used, bloom, logs, deposit_nonce, deposit_receipt_version)
+
+    def encode_typed(self) -> bytes:
+        """The receipt as it enters the receipt trie: 0x7E | rlp(fields)."""
+        return bytes((DEPOSIT_TX_TYPE,)) + rlp.encode(self)
 
     @classmethod
-    def decode(cls, encoded: bytes) -> DepositReceipt:
+    def decode_typed(cls, encoded: bytes) -> DepositReceipt:
         if not encoded or encoded[0] != DEPOSIT_TX_TYPE:
             raise DepositError("not a deposit receipt (type byte 0x7e)")
         try:
-            status, gas, bloom, logs, nonce, version = rlp.decode(bytes(encoded[1:]), sedes=_RECEIPT_SEDES)
+            return rlp.decode(bytes(encoded[1:]), sedes=cls)
         except (rlp.DecodingError, rlp.DeserializationError) as exc:
             raise DepositError(f"malformed deposit receipt: {exc}") from exc
-        return cls(status, gas, bloom, tuple((a, tuple(t), d) for a, t, d in logs), nonce, version)

@@ -9,6 +9,8 @@ from eth._utils.address import generate_contract_address
 from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI
 from eth_utils import to_checksum_address
 
+from lorachain.node.rollup.deposit_vm import deposit_of, deposit_receipt_of
+from lorachain.node.rollup.deposits import DEPOSIT_TX_TYPE
 from lorachain.node.rpc.errors import invalid_params
 from lorachain.node.txpool import tx_type
 
@@ -165,7 +167,11 @@ def transaction_json(
         "value": quantity(tx.value),
         "type": quantity(kind),
     }
-    if kind == 0:
+    if kind == DEPOSIT_TX_TYPE:  # no signature, no fee (op-geth's rendering)
+        deposit = deposit_of(tx)
+        obj.update(sourceHash=data(deposit.source_hash), mint=quantity(deposit.mint),
+                   isSystemTx=deposit.is_system_tx, gasPrice="0x0", v="0x0")  # fmt: skip
+    elif kind == 0:
         obj["gasPrice"] = quantity(tx.gas_price)
         obj["v"] = quantity(tx.v)
         if tx.v not in (27, 28):
@@ -227,8 +233,10 @@ def receipt_json(block: BlockAPI, receipts: tuple[ReceiptAPI, ...], index: int) 
     receipt = receipts[index]
     previous_cumulative = receipts[index - 1].gas_used if index else 0
     first_log_index = sum(len(r.logs) for r in receipts[:index])
-    contract = address(generate_contract_address(tx.sender, tx.nonce)) if tx.to == b"" else None
-    return {
+    deposit = deposit_receipt_of(receipt) if tx_type(tx) == DEPOSIT_TX_TYPE else None
+    nonce = tx.nonce if deposit is None else deposit.deposit_nonce  # a deposit's nonce: the one its receipt records
+    contract = address(generate_contract_address(tx.sender, nonce)) if tx.to == b"" else None
+    obj = {
         "transactionHash": data(tx.hash),
         "transactionIndex": quantity(index),
         "blockHash": data(header.hash),
@@ -245,8 +253,14 @@ def receipt_json(block: BlockAPI, receipts: tuple[ReceiptAPI, ...], index: int) 
         "logsBloom": data(receipt.bloom.to_bytes(256, "big")),
         "type": quantity(tx_type(tx)),
         "status": quantity(1 if receipt.state_root == b"\x01" else 0),
-        "effectiveGasPrice": quantity(effective_gas_price(tx, getattr(header, "base_fee_per_gas", None))),
+        "effectiveGasPrice": quantity(
+            0 if deposit is not None else effective_gas_price(tx, getattr(header, "base_fee_per_gas", None))
+        ),
     }
+    if deposit is not None:
+        obj["depositNonce"] = quantity(deposit.deposit_nonce)
+        obj["depositReceiptVersion"] = quantity(deposit.deposit_receipt_version)
+    return obj
 
 
 def receipts_json(block: BlockAPI, receipts: tuple[ReceiptAPI, ...]) -> list[dict[str, Any]]:
