@@ -10,22 +10,20 @@ import pytest
 import rlp
 
 from lorachain.genesis.accounts import dev_accounts
-from lorachain.genesis.genesis import devnet_genesis, parse_genesis
+from lorachain.genesis.genesis import parse_genesis
 from lorachain.node.chain import Blockchain, ChainError
 from lorachain.node.rollup.deposit_vm import deposit_transaction
 from lorachain.node.rollup.deposits import DEPOSIT_TX_TYPE, DepositTx, user_deposit_source_hash
 from lorachain.node.rollup.l1_info import L1BlockInfo
 from lorachain.node.rpc import codec
+from tests import rollup_fixtures
 
 REVERTER = bytes.fromhex("00000000000000000000000000000000000fa11d")
 COINBASE = bytes.fromhex("4200000000000000000000000000000000000011")  # SequencerFeeVault
 
 
 def op_genesis() -> dict:
-    raw = devnet_genesis(with_predeploys=False)
-    raw["config"]["optimism"] = {"eip1559Elasticity": 6, "eip1559Denominator": 50}
-    raw["alloc"]["0x" + REVERTER.hex()] = {"balance": "0x0", "code": "0x60006000fd"}  # REVERT(0, 0)
-    return raw
+    return rollup_fixtures.op_genesis({REVERTER: "0x60006000fd"})  # REVERT(0, 0)
 
 
 def deposit(n: int, sender: bytes, to: bytes | None, *, mint: int = 0, value: int = 0, gas: int = 100_000,

@@ -17,16 +17,14 @@ from lorachain.node.rollup.deposit_vm import deposit_transaction
 from lorachain.node.rollup.deposits import DepositTx
 from lorachain.node.rollup.outputs import L2_TO_L1_MESSAGE_PASSER, output_at, output_root_v0, storage_root_of
 from lorachain.node.rpc.server import CallContext
+from tests import rollup_fixtures
 
 # A stand-in message passer: SSTORE(CALLVALUE, 1) -- each deposit's value marks a slot, so its storage root moves.
 MARKER_CODE = "0x6001345500"  # PUSH1 1, CALLVALUE, SSTORE, STOP
 
 
 def op_genesis() -> dict:
-    raw = devnet_genesis(with_predeploys=False)
-    raw["config"]["optimism"] = {"eip1559Elasticity": 6, "eip1559Denominator": 50}
-    raw["alloc"]["0x" + L2_TO_L1_MESSAGE_PASSER.hex()] = {"balance": "0x0", "code": MARKER_CODE}
-    return raw
+    return rollup_fixtures.op_genesis({L2_TO_L1_MESSAGE_PASSER: MARKER_CODE})
 
 
 def test_output_root_formula() -> None:
