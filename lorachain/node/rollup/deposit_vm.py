@@ -28,6 +28,7 @@ from eth.vm.forks.prague.transactions import PragueTypedTransaction
 from eth_utils import ValidationError
 
 from lorachain.node.rollup.deposits import DEPOSIT_TX_TYPE, DepositReceipt, DepositTx
+from lorachain.node.rollup.l2_fees import L2FeeExecutor
 
 
 class DepositPayload:
@@ -256,7 +257,9 @@ class DepositVM:
 
 @cache
 def op_stack_vm(vm_class: type) -> type:
-    """``vm_class`` executing deposit transactions."""
+    """``vm_class`` with the OP Stack rules: deposit transactions, and the L2 fee rules (:mod:`l2_fees`)."""
     state_class = vm_class._state_class  # type: ignore[attr-defined]
-    state = type(state_class.__name__, (DepositState, state_class), {})
+    executor_class = state_class.transaction_executor_class
+    executor = type(executor_class.__name__, (L2FeeExecutor, executor_class), {})
+    state = type(state_class.__name__, (DepositState, state_class), {"transaction_executor_class": executor})
     return type(vm_class.__name__, (DepositVM, vm_class), {"_state_class": state})
