@@ -17,6 +17,7 @@ from lorachain.node.node import Node
 from lorachain.node.rollup.deposit_vm import deposit_transaction
 from lorachain.node.rollup.l1_info import L1_BLOCK_ADDRESS, L1BlockInfo
 from lorachain.node.rollup.l2_fees import BASE_FEE_VAULT, L1_FEE_VAULT, SEQUENCER_FEE_VAULT, L1FeeParams
+from lorachain.node.rpc import codec
 from lorachain.node.rpc.server import CallContext
 from tests.rollup_fixtures import op_genesis
 
@@ -59,6 +60,12 @@ def test_fees_go_to_the_vaults_and_validators_agree(tmp_path: Path) -> None:
     assert state.get_balance(L1_FEE_VAULT) == l1_fee
     assert state.get_balance(SEQUENCER_FEE_VAULT) == 21_000 * TIP
     assert before - state.get_balance(address) == 10**15 + 21_000 * (base_fee + TIP) + l1_fee
+
+    receipt = codec.receipt_json(built.block, built.receipts, 1)  # op-geth's L1 fee fields
+    assert receipt["l1Fee"] == hex(l1_fee) and receipt["l1GasPrice"] == hex(INFO.base_fee)
+    assert receipt["l1GasUsed"] == hex(zeros * 4 + (len(raw) - zeros) * 16)
+    assert receipt["l1BaseFeeScalar"] == hex(1368) and receipt["l1BlobBaseFeeScalar"] == hex(810_949)
+    assert "l1Fee" not in codec.receipt_json(built.block, built.receipts, 0)  # the deposit pays none
 
     other = Blockchain.initialize(tmp_path / "validator", parse_genesis(op_genesis()))
     block_class = other.chain_class.get_vm_class_for_block_number(1).get_block_class()

@@ -11,6 +11,8 @@ from eth_utils import to_checksum_address
 
 from lorachain.node.rollup.deposit_vm import deposit_of, deposit_receipt_of
 from lorachain.node.rollup.deposits import DEPOSIT_TX_TYPE
+from lorachain.node.rollup.l1_info import L1_BLOCK_ADDRESS, L1BlockInfo, L1InfoError
+from lorachain.node.rollup.l2_fees import L1FeeParams, signed_encoding
 from lorachain.node.rpc.errors import invalid_params
 from lorachain.node.txpool import tx_type
 
@@ -260,7 +262,30 @@ def receipt_json(block: BlockAPI, receipts: tuple[ReceiptAPI, ...], index: int) 
     if deposit is not None:
         obj["depositNonce"] = quantity(deposit.deposit_nonce)
         obj["depositReceiptVersion"] = quantity(deposit.deposit_receipt_version)
+    else:
+        obj.update(_l1_fee_fields(block, tx))
     return obj
+
+
+def _l1_fee_fields(block: BlockAPI, tx: SignedTransactionAPI) -> dict[str, str]:
+    """op-geth's L1 fee fields of a receipt, from the L1 attributes the block's first transaction set."""
+    first = block.transactions[0] if block.transactions else None
+    if first is None or tx_type(first) != DEPOSIT_TX_TYPE or first.to != L1_BLOCK_ADDRESS:
+        return {}
+    try:
+        info = L1BlockInfo.decode(first.data)
+    except L1InfoError:
+        return {}
+    params = L1FeeParams(info.base_fee, info.blob_base_fee, info.base_fee_scalar, info.blob_base_fee_scalar)
+    encoded = signed_encoding(tx)
+    return {
+        "l1GasPrice": quantity(info.base_fee),
+        "l1BlobBaseFee": quantity(info.blob_base_fee),
+        "l1GasUsed": quantity(params.l1_gas_used(encoded)),
+        "l1Fee": quantity(params.l1_fee(encoded)),
+        "l1BaseFeeScalar": quantity(info.base_fee_scalar),
+        "l1BlobBaseFeeScalar": quantity(info.blob_base_fee_scalar),
+    }
 
 
 def receipts_json(block: BlockAPI, receipts: tuple[ReceiptAPI, ...]) -> list[dict[str, Any]]:
