@@ -14,7 +14,7 @@ def test_topic_is_the_op_stack_one() -> None:
     assert TRANSACTION_DEPOSITED_TOPIC.hex() == "b3813568d9991fc951961fcb4c784893574240a28925604d09fc577c55bb7c32"
 
 
-@pytest.mark.parametrize("to", [os.urandom(20), None])
+@pytest.mark.parametrize("to", [b"\x42" * 20, None], ids=["call", "create"])
 @pytest.mark.parametrize("size", [0, 1, 31, 32, 33, 500])
 def test_round_trip(to: bytes | None, size: int) -> None:
     event = DepositEvent(os.urandom(20), to, 10**18, 5, 250_000, os.urandom(size))

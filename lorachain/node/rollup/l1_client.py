@@ -1,0 +1,80 @@
+"""A small JSON-RPC client of the L1 (any Ethereum node: lorachain in L1 mode, geth, anvil, ...).
+
+Synchronous, one keep-alive connection. What the rollup reads from L1: blocks by number or hash, and the
+logs of one block. Transport failures raise :class:`L1Unavailable`, node errors :class:`L1RpcError`.
+"""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+DEFAULT_TIMEOUT_S = 30.0
+
+
+class L1Unavailable(RuntimeError):
+    """The L1 node could not be reached."""
+
+
+class L1RpcError(RuntimeError):
+    def __init__(self, method: str, error: Any) -> None:
+        super().__init__(f"{method}: {error}")
+        self.error = error
+
+
+class L1Client:
+    def __init__(self, url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"L1 RPC URL must be http://host:port, got {url!r}")
+        self.url = url
+        self._host, self._port, self._path = parts.hostname, parts.port or 80, parts.path or "/"
+        self._timeout_s = timeout_s
+        self._conn: http.client.HTTPConnection | None = None
+        self._ids = itertools.count(1)
+
+    def call(self, method: str, *params: Any) -> Any:
+        body = json.dumps({"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)})
+        for fresh in (False, True):
+            if self._conn is None or fresh:
+                self.close()
+                self._conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout_s)
+            try:
+                self._conn.request("POST", self._path, body=body, headers={"Content-Type": "application/json"})
+                reply = json.loads(self._conn.getresponse().read())
+                break
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                if fresh:
+                    self.close()
+                    raise L1Unavailable(f"L1 node {self.url} closed the connection") from None
+            except OSError as exc:
+                self.close()
+                raise L1Unavailable(f"L1 node {self.url} unreachable: {exc}") from exc
+        if reply.get("error") is not None:
+            raise L1RpcError(method, reply["error"])
+        return reply.get("result")
+
+    def block_number(self) -> int:
+        return int(self.call("eth_blockNumber"), 16)
+
+    def block_by_number(self, number: int) -> dict[str, Any] | None:
+        return self.call("eth_getBlockByNumber", hex(number), False)
+
+    def block_by_hash(self, block_hash: bytes) -> dict[str, Any] | None:
+        return self.call("eth_getBlockByHash", "0x" + block_hash.hex(), False)
+
+    def logs(self, block_hash: bytes, address: bytes, topic: bytes) -> list[dict[str, Any]]:
+        """The logs of one block emitted by ``address`` with first topic ``topic``, in log-index order."""
+        logs = self.call(
+            "eth_getLogs",
+            {"blockHash": "0x" + block_hash.hex(), "address": "0x" + address.hex(), "topics": ["0x" + topic.hex()]},
+        )
+        return sorted(logs, key=lambda entry: int(entry["logIndex"], 16))
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
