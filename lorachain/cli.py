@@ -84,6 +84,22 @@ def cmd_node(args: argparse.Namespace) -> int:
         from lorachain.precompiles.adapter_sources import AdapterSources
 
         chain.inference.sources = AdapterSources(args.adapter_source)
+    if args.rollup_config or args.l1:
+        if not (args.rollup_config and args.l1):
+            raise SystemExit("--rollup-config and --l1 go together")
+        if not chain.genesis.op_stack:
+            raise SystemExit("--rollup-config needs an OP Stack genesis (config.optimism): see `lorachain rollup init`")
+        from lorachain.node.rollup.config import RollupConfig, RollupConfigError
+        from lorachain.node.rollup.l1_client import L1Client
+        from lorachain.node.rollup.sequencer import Sequencer
+
+        try:
+            rollup = RollupConfig.load(Path(args.rollup_config))
+        except RollupConfigError as exc:
+            raise SystemExit(str(exc)) from None
+        if rollup.l2_chain_id != chain.chain_id:
+            raise SystemExit(f"rollup config is for chain {rollup.l2_chain_id}, the datadir holds {chain.chain_id}")
+        config.sequencer = Sequencer(rollup, L1Client(args.l1))
     node = Node.with_dev_accounts(chain, config) if args.dev else Node(chain, config)
     log.info("datadir %s, head #%d, mining %s", datadir, chain.head.block_number, mining)
     run = serve(node, args.http_addr, args.http_port, cors=args.http_corsdomain, dev=args.dev)
@@ -204,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to fetch registered adapters the sidecar lacks: a folder or HTTP base URL of "
         "0x<hash>.safetensors files, e.g. another sidecar's http://host:8600/v1/lorachain/artifacts (repeat)",
     )
+    p.add_argument("--rollup-config", help="rollup.json: run as the OP Stack sequencer of this L2 (needs --l1)")
+    p.add_argument("--l1", help="L1 JSON-RPC URL the sequencer takes its L1 origins and deposits from")
     p.add_argument("--profile", help="write a cProfile of the node's run to this file on exit")
     p.add_argument("--allow-unprotected-txs", action="store_true", help="accept legacy txs without chain id")
     p.set_defaults(func=cmd_node)
@@ -241,9 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--get-status", type=int, default=None, help="answer every get with this status (e.g. 418)")
     p.set_defaults(func=cmd_da_server)
 
-    from lorachain import adapter_cli
+    from lorachain import adapter_cli, rollup_cli
 
     adapter_cli.add_commands(sub)
+    rollup_cli.add_commands(sub)
 
     p = sub.add_parser("model", help="base models: build the devnet model, convert checkpoints to exact artifacts")
     models = p.add_subparsers(dest="model_command", required=True)

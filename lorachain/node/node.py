@@ -45,6 +45,7 @@ class NodeConfig:
     automine_linger: float = 0.005  # automine: longest wait for more arrivals before building
     automine_quiet: float = 0.0005  # automine: build once no transaction arrived for this long
     retry_after_s: float = 2.0  # automine: when nothing pending could be included, try again after this
+    sequencer: Any = None  # an OP Stack sequencer: the deposits that open each block (rollup.sequencer)
 
 
 @dataclass
@@ -258,8 +259,11 @@ class Node:
         head = self.chain.head
         ts = timestamp if timestamp is not None else self.clock.next_timestamp(head.timestamp)
         mix_hash = keccak(head.mix_hash + head.hash)
+        leading = []  # an L2 block opens with its L1-info deposit and its epoch's user deposits
+        if self.config.sequencer is not None:
+            leading = self.config.sequencer.block_inputs(self.chain.block_by_header(head), ts)
         built = self.chain.build_block(
-            list(self.pool.ordered_pending()) if include_pool else [],
+            leading + (list(self.pool.ordered_pending()) if include_pool else []),
             timestamp=ts,
             coinbase=self.config.coinbase,
             mix_hash=mix_hash,

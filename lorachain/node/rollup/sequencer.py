@@ -1,0 +1,132 @@
+"""The sequencer's L1 side: each L2 block's L1 origin, its L1-attributes deposit and its user deposits.
+
+For the block after ``parent`` at ``timestamp``:
+
+- the parent's origin is read from the parent's own L1-info deposit (the L2 genesis block's origin is the
+  rollup config's ``genesis_l1``), so nothing else needs storing and a restart resumes exactly; a block
+  that stays in the epoch repeats those L1 attributes with the next sequence number;
+- the next L1 block becomes the new origin (a new epoch) once it is ``l1_confirmations`` behind the L1 head,
+  its timestamp is not after ``timestamp``, and it extends the current origin; the block then starts with
+  that L1 block's user deposits (from the portal's logs) after the L1-info deposit, sequence number 0;
+- otherwise the block stays in the epoch with the next sequence number, and only the L1-info deposit.
+
+An unreachable L1 keeps the current origin (blocks go on, deposits wait); a block past the sequencer drift
+is logged (op-node would stop taking pool transactions there; not enforced yet).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+
+from eth.abc import BlockAPI, SignedTransactionAPI
+from eth.vm.forks.cancun.state import fake_exponential
+
+from lorachain.node.rollup.config import L1BlockRef, RollupConfig
+from lorachain.node.rollup.deposit_vm import deposit_of, deposit_transaction, is_deposit
+from lorachain.node.rollup.l1_client import L1Client, L1RpcError, L1Unavailable
+from lorachain.node.rollup.l1_deposits import deposits_in_block
+from lorachain.node.rollup.l1_info import L1_BLOCK_ADDRESS, L1BlockInfo, L1InfoError
+
+log = logging.getLogger("lorachain.sequencer")
+
+BLOB_BASE_FEE_UPDATE_FRACTION = 5_007_716  # Prague (EIP-7691)
+
+
+@dataclass(frozen=True)
+class _L1Block:
+    ref: L1BlockRef
+    parent_hash: bytes
+    base_fee: int
+    blob_base_fee: int
+
+
+def origin_of(block: BlockAPI) -> L1BlockInfo | None:
+    """The L1 attributes an L2 block records in its first transaction (None without an L1-info deposit)."""
+    if not block.transactions:
+        return None
+    first = block.transactions[0]
+    if not is_deposit(first) or deposit_of(first).to != L1_BLOCK_ADDRESS:
+        return None
+    try:
+        return L1BlockInfo.decode(deposit_of(first).data)
+    except L1InfoError:
+        return None
+
+
+class Sequencer:
+    def __init__(self, config: RollupConfig, l1: L1Client) -> None:
+        self.config = config
+        self.l1 = l1
+
+    def _l1_block(self, number: int) -> _L1Block | None:
+        raw = self.l1.block_by_number(number)
+        if raw is None:
+            return None
+        excess = int(raw.get("excessBlobGas") or "0x0", 16)
+        return _L1Block(
+            ref=L1BlockRef(int(raw["number"], 16), bytes.fromhex(raw["hash"][2:]), int(raw["timestamp"], 16)),
+            parent_hash=bytes.fromhex(raw["parentHash"][2:]),
+            base_fee=int(raw.get("baseFeePerGas") or "0x0", 16),
+            blob_base_fee=fake_exponential(1, excess, BLOB_BASE_FEE_UPDATE_FRACTION),
+        )
+
+    def _info(self, l1: _L1Block, sequence_number: int) -> L1BlockInfo:
+        return L1BlockInfo(
+            base_fee_scalar=self.config.base_fee_scalar,
+            blob_base_fee_scalar=self.config.blob_base_fee_scalar,
+            sequence_number=sequence_number,
+            l1_timestamp=l1.ref.timestamp,
+            l1_number=l1.ref.number,
+            base_fee=l1.base_fee,
+            blob_base_fee=l1.blob_base_fee,
+            l1_block_hash=l1.ref.hash,
+            batcher_hash=self.config.batcher_hash,
+        )
+
+    def _genesis_origin(self) -> L1BlockInfo:
+        """The L2 genesis block's L1 attributes (its origin is the config's genesis L1 block)."""
+        genesis = self.config.genesis_l1
+        block = self._l1_block(genesis.number)
+        if block is None or block.ref.hash != genesis.hash:
+            raise RuntimeError(f"the L1 node does not have the rollup's genesis L1 block #{genesis.number}")
+        return self._info(block, 0)
+
+    def _next_origin(self, current: L1BlockInfo, timestamp: int) -> _L1Block | None:
+        """The L1 block after ``current``'s if it may become the origin of a block at ``timestamp``."""
+        try:
+            if self.l1.block_number() - self.config.l1_confirmations < current.l1_number + 1:
+                return None
+            candidate = self._l1_block(current.l1_number + 1)
+        except (L1Unavailable, L1RpcError) as exc:
+            log.warning("L1 unavailable, staying on origin #%d: %s", current.l1_number, exc)
+            return None
+        if candidate is None or candidate.ref.timestamp > timestamp:
+            return None
+        if candidate.parent_hash != current.l1_block_hash:
+            log.error("L1 block #%d does not extend origin 0x%s (an L1 reorg): staying on the origin",
+                      candidate.ref.number, current.l1_block_hash.hex())  # fmt: skip
+            return None
+        return candidate
+
+    def block_inputs(self, parent: BlockAPI, timestamp: int) -> list[SignedTransactionAPI]:
+        """The deposits that must open the L2 block after ``parent`` at ``timestamp``."""
+        current = origin_of(parent) if parent.number > 0 else self._genesis_origin()
+        if current is None:
+            raise RuntimeError(f"L2 block #{parent.number} records no L1 origin: not a block of this rollup")
+        info = dataclasses.replace(current, sequence_number=current.sequence_number + 1)  # same epoch
+        deposits: list = []
+        candidate = self._next_origin(current, timestamp)
+        if candidate is not None:
+            try:
+                deposits = deposits_in_block(self.l1, self.config.deposit_portal, candidate.ref.hash)
+                info = self._info(candidate, 0)  # a new epoch
+            except (L1Unavailable, L1RpcError) as exc:
+                log.warning("cannot read deposits of L1 block #%d, staying on the origin: %s",
+                            candidate.ref.number, exc)  # fmt: skip
+        if timestamp > info.l1_timestamp + self.config.max_sequencer_drift:
+            log.warning("L2 block at %d is past the sequencer drift of L1 origin #%d", timestamp, info.l1_number)
+        if deposits:
+            log.info("epoch L1 #%d: %d deposit(s)", info.l1_number, len(deposits))
+        return [deposit_transaction(info.deposit()), *(deposit_transaction(d) for d in deposits)]

@@ -1,0 +1,80 @@
+"""``lorachain rollup …``: set up an OP Stack L2 against an L1 (deploy the portal, write genesis and rollup.json)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from lorachain.genesis.accounts import dev_accounts
+from lorachain.genesis.genesis import DEVNET_CHAIN_ID, devnet_genesis
+from lorachain.node.rollup.config import L1BlockRef, RollupConfig
+from lorachain.node.rollup.l1_info import L1_BLOCK_ADDRESS
+
+DEFAULT_BATCHER_INDEX = 9  # the 10th devnet account posts batches; the first ones stay for users
+
+
+def batch_inbox_address(l2_chain_id: int) -> bytes:
+    """op-deployer's convention: 0x00 ++ keccak256(bytes32(chainId))[:19]."""
+    from eth_utils import keccak
+
+    return b"\x00" + keccak(l2_chain_id.to_bytes(32, "big"))[:19]
+
+
+def op_stack_genesis(chain_id: int = DEVNET_CHAIN_ID, with_predeploys: bool = True) -> dict[str, Any]:
+    """The devnet genesis as an OP Stack L2: config.optimism and the L1Block predeploy."""
+    from lorachain.toolchain.solc import load_artifact
+
+    raw = devnet_genesis(chain_id=chain_id, with_predeploys=with_predeploys)
+    raw["config"]["optimism"] = {"eip1559Elasticity": 6, "eip1559Denominator": 50, "eip1559DenominatorCanyon": 250}
+    l1_block = load_artifact("L1Block")["deployedBytecode"]
+    raw["alloc"]["0x" + L1_BLOCK_ADDRESS.hex()] = {"balance": "0x0", "code": l1_block}
+    return raw
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser("rollup", help="OP Stack rollup set-up")
+    rollup = p.add_subparsers(dest="rollup_command", required=True)
+    q = rollup.add_parser("init", help="deploy the deposit portal on the L1, write the L2 genesis.json and rollup.json")
+    q.add_argument("--l1", required=True, help="L1 JSON-RPC URL")
+    q.add_argument("--out", required=True, help="folder for genesis.json and rollup.json")
+    q.add_argument("--l2-chain-id", type=int, default=DEVNET_CHAIN_ID)
+    q.add_argument("--deployer-key", default=None, help="L1 key paying the deployment (default: devnet account 0)")
+    q.add_argument("--l1-confirmations", type=int, default=0)
+    q.set_defaults(func=cmd_init)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from web3 import Web3
+
+    from lorachain.toolchain.solc import load_artifact
+
+    w3 = Web3(Web3.HTTPProvider(args.l1))
+    key = args.deployer_key or dev_accounts()[0].private_key
+    deployer = w3.eth.account.from_key(key)
+    artifact = load_artifact("DepositPortal")
+    tx = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"]).constructor().build_transaction(
+        {"from": deployer.address, "nonce": w3.eth.get_transaction_count(deployer.address)}
+    )
+    tx_hash = w3.eth.send_raw_transaction(deployer.sign_transaction(tx).raw_transaction)
+    receipt = w3.eth.wait_for_transaction_receipt(tx_hash)
+    block = w3.eth.get_block(receipt.blockNumber)
+    config = RollupConfig(
+        l1_chain_id=w3.eth.chain_id,
+        l2_chain_id=args.l2_chain_id,
+        genesis_l1=L1BlockRef(block.number, bytes(block.hash), block.timestamp),
+        deposit_portal=bytes.fromhex(receipt.contractAddress[2:]),
+        batch_inbox=batch_inbox_address(args.l2_chain_id),
+        batcher=bytes.fromhex(dev_accounts()[DEFAULT_BATCHER_INDEX].address[2:]),
+        l1_confirmations=args.l1_confirmations,
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    genesis = op_stack_genesis(args.l2_chain_id)
+    genesis["timestamp"] = hex(block.timestamp)  # the L2 starts at its genesis L1 block's time
+    (out / "genesis.json").write_text(json.dumps(genesis, indent=2) + "\n")
+    config.save(out / "rollup.json")
+    print(json.dumps({"deposit_portal": receipt.contractAddress, "genesis_l1": block.number,
+                      "genesis": str(out / "genesis.json"), "rollup_config": str(out / "rollup.json")}))  # fmt: skip
+    return 0
