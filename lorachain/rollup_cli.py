@@ -44,6 +44,17 @@ def add_commands(sub: Any) -> None:
     q.add_argument("--l1-confirmations", type=int, default=0)
     q.set_defaults(func=cmd_init)
 
+    q = rollup.add_parser("batcher", help="post the L2's blocks to the DA server (or L1 calldata) and the L1 inbox")
+    q.add_argument("--l1", required=True, help="L1 JSON-RPC URL")
+    q.add_argument("--l2", required=True, help="the sequencer's JSON-RPC URL")
+    q.add_argument("--rollup-config", required=True)
+    q.add_argument("--da", default=None, help="DA server URL (eigenda-proxy API); without one, frames go as calldata")
+    q.add_argument("--key", default=None, help="the batcher's L1 key (default: the devnet batcher account)")
+    q.add_argument("--state", required=True, help="state file (progress and the unsettled transaction)")
+    q.add_argument("--poll", type=float, default=1.0, help="seconds between rounds when nothing is new")
+    q.add_argument("--max-blocks", type=int, default=50, help="L2 blocks per channel")
+    q.set_defaults(func=cmd_batcher)
+
 
 def cmd_init(args: argparse.Namespace) -> int:
     from web3 import Web3
@@ -77,4 +88,18 @@ def cmd_init(args: argparse.Namespace) -> int:
     config.save(out / "rollup.json")
     print(json.dumps({"deposit_portal": receipt.contractAddress, "genesis_l1": block.number,
                       "genesis": str(out / "genesis.json"), "rollup_config": str(out / "rollup.json")}))  # fmt: skip
+    return 0
+
+
+def cmd_batcher(args: argparse.Namespace) -> int:
+    from lorachain.da_client.client import DAClient
+    from lorachain.node.rollup.batcher import Batcher
+    from lorachain.node.rollup.l1_client import L1Client
+
+    config = RollupConfig.load(Path(args.rollup_config))
+    key = bytes.fromhex(args.key[2:] if args.key and args.key.startswith("0x") else args.key) if args.key else (
+        dev_accounts()[DEFAULT_BATCHER_INDEX].private_key)  # fmt: skip
+    batcher = Batcher(config, L1Client(args.l1), L1Client(args.l2), key, Path(args.state),
+                      da=DAClient(args.da) if args.da else None, max_blocks_per_channel=args.max_blocks)  # fmt: skip
+    batcher.run(args.poll)
     return 0

@@ -1,0 +1,187 @@
+"""The batcher: L2 blocks -> singular batches -> a channel -> frames -> the DA layer (or L1 calldata) -> L1.
+
+Each round takes the L2 blocks after the last one posted (up to ``max_blocks_per_channel``), makes one
+channel of them, and posts it: through the DA server, with the alt-DA commitment sent to the batch inbox
+(``0x01 | commitment``); or, when the DA server is unavailable (503, unreachable) or refuses the payload,
+as frames in calldata (``0x00 | frames``). Frames are at most ``max_frame_data`` bytes; a channel larger
+than one calldata transaction's frames goes out as several transactions.
+
+Restart-safe: before a transaction is sent its signed bytes are written to the state file; after its
+receipt, the progress. A restarted batcher first settles a pending transaction (mined: move on; not
+mined: send the very same bytes again, same nonce), so no block is lost and none is posted twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import rlp
+from eth_account import Account
+from eth_utils import to_checksum_address
+
+from lorachain.da_client.client import DABadRequest, DAClient, DAError, DAUnavailable, DerivationError
+from lorachain.da_client.commitment import encode_altda_calldata
+from lorachain.node.rollup.batches import SingularBatch
+from lorachain.node.rollup.channels import Compression, channel_frames, compress_batches
+from lorachain.node.rollup.config import RollupConfig
+from lorachain.node.rollup.deposits import DEPOSIT_TX_TYPE, DepositTx
+from lorachain.node.rollup.frames import encode_frames_calldata
+from lorachain.node.rollup.l1_client import L1Client
+from lorachain.node.rollup.l1_info import L1BlockInfo
+
+log = logging.getLogger("lorachain.batcher")
+
+CALLDATA_FRAME_SIZE = 120_000  # keeps one batcher transaction well under L1's 128 KiB tx-size limit
+
+
+class BatcherError(RuntimeError):
+    """The batcher cannot go on (an L1 transaction failed, an L2 block is not a rollup block, ...)."""
+
+
+def batch_of_raw_block(number: int, raw_block: bytes) -> SingularBatch:
+    """The singular batch of an L2 block given as its RLP (debug_getRawBlock)."""
+    header, transactions = rlp.decode(raw_block)[:2]
+    parent_hash, timestamp = header[0], int.from_bytes(header[11], "big")
+    encoded = [rlp.encode(tx) if isinstance(tx, list) else bytes(tx) for tx in transactions]
+    if not encoded or encoded[0][0] != DEPOSIT_TX_TYPE:
+        raise BatcherError(f"L2 block #{number} has no L1-info deposit: not a block of this rollup")
+    info = L1BlockInfo.decode(DepositTx.decode(encoded[0]).data)
+    txs = tuple(tx for tx in encoded if tx[0] != DEPOSIT_TX_TYPE)
+    return SingularBatch(parent_hash, info.l1_number, info.l1_block_hash, timestamp, txs)
+
+
+class BatcherState:
+    """The state file: the next L2 block to post and a sent-but-unsettled L1 transaction (atomic writes)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.next_block = 1
+        self.pending: dict[str, Any] | None = None  # {"raw": hex, "hash": hex, "through": int}
+        if path.exists():
+            raw = json.loads(path.read_text())
+            self.next_block, self.pending = raw["next_block"], raw.get("pending")
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w") as out:
+            json.dump({"next_block": self.next_block, "pending": self.pending}, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, self.path)
+
+
+class Batcher:
+    def __init__(
+        self,
+        config: RollupConfig,
+        l1: L1Client,
+        l2: L1Client,
+        key: bytes,
+        state_path: Path,
+        da: DAClient | None = None,
+        max_blocks_per_channel: int = 50,
+        max_frame_data: int = CALLDATA_FRAME_SIZE,
+        compression: Compression = Compression.BROTLI,
+    ) -> None:
+        self.config, self.l1, self.l2, self.da = config, l1, l2, da
+        self.account = Account.from_key(key)
+        if bytes.fromhex(self.account.address[2:]) != config.batcher:
+            raise BatcherError(f"key is for {self.account.address}, the rollup's batcher is 0x{config.batcher.hex()}")
+        self.state = BatcherState(state_path)
+        self.max_blocks = max_blocks_per_channel
+        self.max_frame_data = max_frame_data
+        self.compression = compression
+        self.posted_via_da = 0
+        self.posted_as_calldata = 0
+
+    # -- one round -------------------------------------------------------------------------------
+    def step(self) -> int:
+        """Post the next channel if there are blocks to post; the number of L2 blocks posted."""
+        self._settle_pending()
+        head = self.l2.block_number()
+        first = self.state.next_block
+        if first > head:
+            return 0
+        last = min(head, first + self.max_blocks - 1)
+        batches = [
+            batch_of_raw_block(n, bytes.fromhex(self.l2.call("debug_getRawBlock", hex(n))[2:]))
+            for n in range(first, last + 1)
+        ]
+        channel = compress_batches([b.encode() for b in batches], self.compression)
+        frames = channel_frames(os.urandom(16), channel, self.max_frame_data)
+        payloads = [encode_frames_calldata(frames[i : i + 1]) for i in range(len(frames))]
+        for index, payload in enumerate(payloads):
+            through = last if index == len(payloads) - 1 else first - 1
+            self._post(payload, through)
+        log.info("posted L2 blocks #%d-#%d in %d frame(s)", first, last, len(payloads))
+        return last - first + 1
+
+    def _post(self, frames_payload: bytes, through: int) -> None:
+        data = frames_payload
+        if self.da is not None:
+            try:
+                data = encode_altda_calldata(self.da.put(frames_payload))
+                self.posted_via_da += 1
+            except (DAUnavailable, DABadRequest, DerivationError) as exc:
+                log.warning("DA server refused or unavailable (%s): posting frames as calldata", exc)
+                self.posted_as_calldata += 1
+            except DAError as exc:  # retried already; still failing: fail over rather than stall
+                log.warning("DA server failing (%s): posting frames as calldata", exc)
+                self.posted_as_calldata += 1
+        else:
+            self.posted_as_calldata += 1
+        self._send(data, through)
+
+    def _send(self, data: bytes, through: int) -> None:
+        nonce = int(self.l1.call("eth_getTransactionCount", self.account.address, "pending"), 16)
+        gas = 21_000 + 16 * len(data) + 10_000
+        fee = int(self.l1.call("eth_gasPrice"), 16)
+        tx = {"type": 2, "chainId": self.config.l1_chain_id, "nonce": nonce, "value": 0, "gas": gas, "data": data,
+              "to": to_checksum_address(self.config.batch_inbox), "maxFeePerGas": 2 * fee,
+              "maxPriorityFeePerGas": 1}  # fmt: skip
+        signed = self.account.sign_transaction(tx)
+        self.state.pending = {"raw": bytes(signed.raw_transaction).hex(), "hash": bytes(signed.hash).hex(),
+                              "through": through}  # fmt: skip
+        self.state.save()
+        self._settle_pending()
+
+    def _settle_pending(self) -> None:
+        pending = self.state.pending
+        if pending is None:
+            return
+        receipt = self.l1.call("eth_getTransactionReceipt", "0x" + pending["hash"])
+        if receipt is None:
+            try:
+                self.l1.call("eth_sendRawTransaction", "0x" + pending["raw"])
+            except Exception as exc:  # already known / already mined between the two calls
+                log.info("re-sending batcher tx 0x%s: %s", pending["hash"], exc)
+            receipt = self._wait_receipt(pending["hash"])
+        if int(receipt["status"], 16) != 1:
+            raise BatcherError(f"batcher transaction 0x{pending['hash']} failed on L1")
+        self.state.next_block = max(self.state.next_block, pending["through"] + 1)
+        self.state.pending = None
+        self.state.save()
+
+    def _wait_receipt(self, tx_hash: str, timeout_s: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            receipt = self.l1.call("eth_getTransactionReceipt", "0x" + tx_hash)
+            if receipt is not None:
+                return receipt
+            time.sleep(0.2)
+        raise BatcherError(f"batcher transaction 0x{tx_hash} not mined within {timeout_s:.0f}s")
+
+    def run(self, poll_s: float = 1.0) -> None:
+        while True:
+            try:
+                posted = self.step()
+            except (BatcherError, OSError, RuntimeError) as exc:
+                log.error("batcher round failed, retrying: %s", exc)
+                posted = 0
+            if not posted:
+                time.sleep(poll_s)
