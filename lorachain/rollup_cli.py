@@ -13,6 +13,7 @@ from lorachain.node.rollup.config import L1BlockRef, RollupConfig
 from lorachain.node.rollup.l1_info import L1_BLOCK_ADDRESS
 
 DEFAULT_BATCHER_INDEX = 9  # the 10th devnet account posts batches; the first ones stay for users
+DEFAULT_PROPOSER_INDEX = 8  # the 9th proposes output roots
 
 
 def batch_inbox_address(l2_chain_id: int) -> bytes:
@@ -42,7 +43,16 @@ def add_commands(sub: Any) -> None:
     q.add_argument("--l2-chain-id", type=int, default=DEVNET_CHAIN_ID)
     q.add_argument("--deployer-key", default=None, help="L1 key paying the deployment (default: devnet account 0)")
     q.add_argument("--l1-confirmations", type=int, default=0)
+    q.add_argument("--submission-interval", type=int, default=10, help="L2 blocks between output proposals")
     q.set_defaults(func=cmd_init)
+
+    q = rollup.add_parser("proposer", help="post the L2's output roots to the L1 output oracle")
+    q.add_argument("--l1", required=True, help="L1 JSON-RPC URL")
+    q.add_argument("--l2", required=True, help="the L2 node's JSON-RPC URL (serving optimism_outputAtBlock)")
+    q.add_argument("--rollup-config", required=True)
+    q.add_argument("--key", default=None, help="the proposer's L1 key (default: the devnet proposer account)")
+    q.add_argument("--poll", type=float, default=1.0)
+    q.set_defaults(func=cmd_proposer)
 
     q = rollup.add_parser("batcher", help="post the L2's blocks to the DA server (or L1 calldata) and the L1 inbox")
     q.add_argument("--l1", required=True, help="L1 JSON-RPC URL")
@@ -62,14 +72,23 @@ def cmd_init(args: argparse.Namespace) -> int:
     from lorachain.toolchain.solc import load_artifact
 
     w3 = Web3(Web3.HTTPProvider(args.l1))
-    key = args.deployer_key or dev_accounts()[0].private_key
-    deployer = w3.eth.account.from_key(key)
-    artifact = load_artifact("DepositPortal")
-    tx = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"]).constructor().build_transaction(
-        {"from": deployer.address, "nonce": w3.eth.get_transaction_count(deployer.address)}
-    )
-    tx_hash = w3.eth.send_raw_transaction(deployer.sign_transaction(tx).raw_transaction)
-    receipt = w3.eth.wait_for_transaction_receipt(tx_hash)
+    deployer = w3.eth.account.from_key(args.deployer_key or dev_accounts()[0].private_key)
+    proposer = dev_accounts()[DEFAULT_PROPOSER_INDEX].address
+
+    def deploy(name: str, *constructor_args: Any) -> Any:
+        artifact = load_artifact(name)
+        factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+        tx = factory.constructor(*constructor_args).build_transaction(
+            {"from": deployer.address, "nonce": w3.eth.get_transaction_count(deployer.address)}
+        )
+        tx_hash = w3.eth.send_raw_transaction(deployer.sign_transaction(tx).raw_transaction)
+        receipt = w3.eth.wait_for_transaction_receipt(tx_hash)
+        if receipt.status != 1:
+            raise SystemExit(f"deploying {name} failed on the L1")
+        return receipt
+
+    oracle = deploy("L2OutputOracle", proposer, args.submission_interval, 0)
+    receipt = deploy("DepositPortal")
     block = w3.eth.get_block(receipt.blockNumber)
     config = RollupConfig(
         l1_chain_id=w3.eth.chain_id,
@@ -78,6 +97,9 @@ def cmd_init(args: argparse.Namespace) -> int:
         deposit_portal=bytes.fromhex(receipt.contractAddress[2:]),
         batch_inbox=batch_inbox_address(args.l2_chain_id),
         batcher=bytes.fromhex(dev_accounts()[DEFAULT_BATCHER_INDEX].address[2:]),
+        output_oracle=bytes.fromhex(oracle.contractAddress[2:]),
+        proposer=bytes.fromhex(proposer[2:]),
+        submission_interval=args.submission_interval,
         l1_confirmations=args.l1_confirmations,
     )
     out = Path(args.out)
@@ -86,7 +108,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     genesis["timestamp"] = hex(block.timestamp)  # the L2 starts at its genesis L1 block's time
     (out / "genesis.json").write_text(json.dumps(genesis, indent=2) + "\n")
     config.save(out / "rollup.json")
-    print(json.dumps({"deposit_portal": receipt.contractAddress, "genesis_l1": block.number,
+    print(json.dumps({"deposit_portal": receipt.contractAddress, "output_oracle": oracle.contractAddress,
+                      "genesis_l1": block.number,
                       "genesis": str(out / "genesis.json"), "rollup_config": str(out / "rollup.json")}))  # fmt: skip
     return 0
 
@@ -97,9 +120,23 @@ def cmd_batcher(args: argparse.Namespace) -> int:
     from lorachain.node.rollup.l1_client import L1Client
 
     config = RollupConfig.load(Path(args.rollup_config))
-    key = bytes.fromhex(args.key[2:] if args.key and args.key.startswith("0x") else args.key) if args.key else (
-        dev_accounts()[DEFAULT_BATCHER_INDEX].private_key)  # fmt: skip
+    key = _key(args.key, DEFAULT_BATCHER_INDEX)
     batcher = Batcher(config, L1Client(args.l1), L1Client(args.l2), key, Path(args.state),
                       da=DAClient(args.da) if args.da else None, max_blocks_per_channel=args.max_blocks)  # fmt: skip
     batcher.run(args.poll)
+    return 0
+
+
+def _key(value: str | None, default_index: int) -> bytes:
+    if value is None:
+        return dev_accounts()[default_index].private_key
+    return bytes.fromhex(value[2:] if value.startswith("0x") else value)
+
+
+def cmd_proposer(args: argparse.Namespace) -> int:
+    from lorachain.node.rollup.l1_client import L1Client
+    from lorachain.node.rollup.proposer import Proposer
+
+    config = RollupConfig.load(Path(args.rollup_config))
+    Proposer(config, L1Client(args.l1), L1Client(args.l2), _key(args.key, DEFAULT_PROPOSER_INDEX)).run(args.poll)
     return 0

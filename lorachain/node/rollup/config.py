@@ -29,6 +29,9 @@ def _address(value: Any, name: str) -> bytes:
     return bytes.fromhex(value[2:])
 
 
+_ADDRESSES = ("deposit_portal", "batch_inbox", "batcher", "output_oracle", "proposer")
+
+
 @dataclass(frozen=True)
 class RollupConfig:
     l1_chain_id: int
@@ -37,6 +40,9 @@ class RollupConfig:
     deposit_portal: bytes
     batch_inbox: bytes
     batcher: bytes
+    output_oracle: bytes = bytes(20)  # L2OutputOracle on L1 (zero: no proposals)
+    proposer: bytes = bytes(20)
+    submission_interval: int = 10  # L2 blocks between output proposals
     l1_confirmations: int = 0  # L1 blocks an origin must be behind the L1 head
     max_sequencer_drift: int = 1800  # seconds an L2 block may run ahead of its L1 origin
     block_time: int = 2
@@ -52,7 +58,7 @@ class RollupConfig:
         raw = asdict(self)
         raw["genesis_l1"] = {"number": self.genesis_l1.number, "hash": "0x" + self.genesis_l1.hash.hex(),
                              "timestamp": self.genesis_l1.timestamp}  # fmt: skip
-        for name in ("deposit_portal", "batch_inbox", "batcher"):
+        for name in _ADDRESSES:
             raw[name] = "0x" + getattr(self, name).hex()
         return raw
 
@@ -66,8 +72,9 @@ class RollupConfig:
             known = {name for name in cls.__dataclass_fields__}
             unknown = set(raw) - known
             values = {k: v for k, v in raw.items() if k in known and k not in ("genesis_l1", "extra")}
-            for name in ("deposit_portal", "batch_inbox", "batcher"):
-                values[name] = _address(raw[name], name)
+            for name in _ADDRESSES:
+                if name in raw or name in ("deposit_portal", "batch_inbox", "batcher"):
+                    values[name] = _address(raw[name], name)
             for name, value in values.items():
                 if cls.__dataclass_fields__[name].type == "int" and (not isinstance(value, int) or value < 0):
                     raise RollupConfigError(f"{name} must be a non-negative integer, got {value!r}")

@@ -1,0 +1,76 @@
+"""The proposer: every ``submissionInterval`` L2 blocks, the block's v0 output root to the L1 output oracle.
+
+Stateless and restart-safe: the next block to propose is read from the oracle itself
+(``nextBlockNumber()``), and the output root from the L2 node (``optimism_outputAtBlock``). Each proposal
+names the L1 head it was made against, so it cannot land on another L1 fork.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from eth_account import Account
+from eth_utils import keccak, to_checksum_address
+
+from lorachain.node.rollup.config import RollupConfig
+from lorachain.node.rollup.l1_client import L1Client, L1RpcError, L1Unavailable
+
+log = logging.getLogger("lorachain.proposer")
+
+_NEXT_BLOCK = keccak(b"nextBlockNumber()")[:4]
+_PROPOSE = keccak(b"proposeL2Output(bytes32,uint256,bytes32,uint256)")[:4]
+
+
+class ProposerError(RuntimeError):
+    """A proposal failed on L1."""
+
+
+class Proposer:
+    def __init__(self, config: RollupConfig, l1: L1Client, l2: L1Client, key: bytes) -> None:
+        self.config, self.l1, self.l2 = config, l1, l2
+        self.account = Account.from_key(key)
+        self.oracle = to_checksum_address(config.output_oracle)
+
+    def next_block(self) -> int:
+        return int(self.l1.call("eth_call", {"to": self.oracle, "data": "0x" + _NEXT_BLOCK.hex()}, "latest"), 16)
+
+    def step(self) -> int | None:
+        """Propose the next output if the L2 has reached it; the L2 block number proposed, or None."""
+        number = self.next_block()
+        if self.l2.block_number() < number:
+            return None
+        output = self.l2.call("optimism_outputAtBlock", hex(number))
+        head = self.l1.call("eth_getBlockByNumber", "latest", False)
+        data = (_PROPOSE + bytes.fromhex(output["outputRoot"][2:]) + number.to_bytes(32, "big")
+                + bytes.fromhex(head["hash"][2:]) + int(head["number"], 16).to_bytes(32, "big"))  # fmt: skip
+        fee = int(self.l1.call("eth_gasPrice"), 16)
+        tx = {"type": 2, "chainId": self.config.l1_chain_id, "to": self.oracle, "value": 0, "gas": 200_000,
+              "data": data, "maxFeePerGas": 2 * fee, "maxPriorityFeePerGas": 1,
+              "nonce": int(self.l1.call("eth_getTransactionCount", self.account.address, "pending"), 16)}  # fmt: skip
+        raw = bytes(self.account.sign_transaction(tx).raw_transaction)
+        tx_hash = self.l1.call("eth_sendRawTransaction", "0x" + raw.hex())
+        receipt = self._wait(tx_hash)
+        if int(receipt["status"], 16) != 1:
+            raise ProposerError(f"proposal of L2 block #{number} failed on L1 (tx {tx_hash})")
+        log.info("proposed output 0x%s of L2 block #%d", output["outputRoot"][2:14], number)
+        return number
+
+    def _wait(self, tx_hash: str, timeout_s: float = 60.0) -> dict:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            receipt = self.l1.call("eth_getTransactionReceipt", tx_hash)
+            if receipt is not None:
+                return receipt
+            time.sleep(0.2)
+        raise ProposerError(f"proposal tx {tx_hash} not mined within {timeout_s:.0f}s")
+
+    def run(self, poll_s: float = 1.0) -> None:
+        while True:
+            try:
+                proposed = self.step()
+            except (ProposerError, L1Unavailable, L1RpcError) as exc:
+                log.error("proposal round failed, retrying: %s", exc)
+                proposed = None
+            if proposed is None:
+                time.sleep(poll_s)

@@ -1,0 +1,77 @@
+"""L1 + sequencer + proposer as real processes: output roots land in the L1 oracle, each equal to the L2's own
+optimism_outputAtBlock, and a proposer killed with -9 carries on from the oracle's next block."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from web3 import Web3
+
+from lorachain.genesis.accounts import dev_accounts
+from lorachain.genesis.genesis import devnet_genesis
+from lorachain.node.rollup.config import RollupConfig
+from lorachain.node.rollup.l1_client import L1Client
+from lorachain.node.rollup.proposer import Proposer, ProposerError
+from lorachain.toolchain.solc import load_artifact
+from tests.conftest import LORACHAIN, REPO, start_node
+from tests.test_sequencer_e2e import wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def start_proposer(tmp_path: Path, l1: str, l2: str) -> subprocess.Popen:
+    log = open(tmp_path / "proposer.log", "ab")  # noqa: SIM115 - owned by the subprocess
+    return subprocess.Popen(
+        [*LORACHAIN, "rollup", "proposer", "--l1", l1, "--l2", l2, "--rollup-config",
+         str(tmp_path / "rollup" / "rollup.json"), "--poll", "0.3"],
+        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def test_outputs_reach_the_oracle(tmp_path: Path) -> None:
+    l1_genesis = tmp_path / "l1.json"
+    l1_genesis.write_text(json.dumps(devnet_genesis(chain_id=900, with_predeploys=False)))
+    l1 = start_node(tmp_path / "l1", "--genesis", str(l1_genesis))
+    l2 = proposer = None
+    try:
+        init = [*LORACHAIN, "rollup", "init", "--l1", l1.url, "--out", str(tmp_path / "rollup"),
+                "--submission-interval", "4"]  # fmt: skip
+        done = subprocess.run(init, cwd=REPO, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, done.stderr
+        config = RollupConfig.load(tmp_path / "rollup" / "rollup.json")
+        l2 = start_node(tmp_path / "l2", "--genesis", str(tmp_path / "rollup" / "genesis.json"), "--rollup-config",
+                        str(tmp_path / "rollup" / "rollup.json"), "--l1", l1.url, "--block-time", "0.3")  # fmt: skip
+        w1 = Web3(Web3.HTTPProvider(l1.url))
+        oracle = w1.eth.contract(address=Web3.to_checksum_address(config.output_oracle),
+                                 abi=load_artifact("L2OutputOracle")["abi"])  # fmt: skip
+        proposer = start_proposer(tmp_path, l1.url, l2.url)
+        wait_for(lambda: oracle.functions.outputCount().call() >= 2, what="two proposals")
+        proposer.send_signal(signal.SIGKILL)
+        proposer.wait(timeout=10)
+        proposer = start_proposer(tmp_path, l1.url, l2.url)
+        wait_for(lambda: oracle.functions.outputCount().call() >= 4, what="proposals after the restart")
+
+        l2_client = L1Client(l2.url)
+        for index in range(oracle.functions.outputCount().call()):
+            root, _timestamp, number = oracle.functions.getL2Output(index).call()
+            assert number == 4 * (index + 1)  # every interval, none skipped, none twice
+            assert "0x" + bytes(root).hex() == l2_client.call("optimism_outputAtBlock", hex(number))["outputRoot"]
+
+        proposer.kill()  # the real one stops; another key tries to propose: the oracle refuses it
+        proposer.wait(timeout=10)
+        proposer = None
+        impostor = Proposer(config, L1Client(l1.url), l2_client, dev_accounts()[3].private_key)
+        wait_for(lambda: l2_client.block_number() >= impostor.next_block(), what="the next proposal's block")
+        with pytest.raises(ProposerError, match="failed on L1"):
+            impostor.step()
+    finally:
+        if proposer is not None:
+            proposer.kill()
+            proposer.wait(timeout=10)
+        if l2 is not None:
+            l2.stop()
+        l1.stop()
