@@ -11,6 +11,7 @@ from lorachain.genesis.accounts import dev_accounts
 from lorachain.genesis.genesis import DEVNET_CHAIN_ID, devnet_genesis
 from lorachain.node.rollup.config import L1BlockRef, RollupConfig
 from lorachain.node.rollup.l1_info import L1_BLOCK_ADDRESS
+from lorachain.node.rollup.outputs import L2_TO_L1_MESSAGE_PASSER
 
 DEFAULT_BATCHER_INDEX = 9  # the 10th devnet account posts batches; the first ones stay for users
 DEFAULT_PROPOSER_INDEX = 8  # the 9th proposes output roots
@@ -24,13 +25,13 @@ def batch_inbox_address(l2_chain_id: int) -> bytes:
 
 
 def op_stack_genesis(chain_id: int = DEVNET_CHAIN_ID, with_predeploys: bool = True) -> dict[str, Any]:
-    """The devnet genesis as an OP Stack L2: config.optimism and the L1Block predeploy."""
+    """The devnet genesis as an OP Stack L2: config.optimism, the L1Block and L2ToL1MessagePasser predeploys."""
     from lorachain.toolchain.solc import load_artifact
 
     raw = devnet_genesis(chain_id=chain_id, with_predeploys=with_predeploys)
     raw["config"]["optimism"] = {"eip1559Elasticity": 6, "eip1559Denominator": 50, "eip1559DenominatorCanyon": 250}
-    l1_block = load_artifact("L1Block")["deployedBytecode"]
-    raw["alloc"]["0x" + L1_BLOCK_ADDRESS.hex()] = {"balance": "0x0", "code": l1_block}
+    for address, name in ((L1_BLOCK_ADDRESS, "L1Block"), (L2_TO_L1_MESSAGE_PASSER, "L2ToL1MessagePasser")):
+        raw["alloc"]["0x" + address.hex()] = {"balance": "0x0", "code": load_artifact(name)["deployedBytecode"]}
     return raw
 
 
@@ -44,6 +45,7 @@ def add_commands(sub: Any) -> None:
     q.add_argument("--deployer-key", default=None, help="L1 key paying the deployment (default: devnet account 0)")
     q.add_argument("--l1-confirmations", type=int, default=0)
     q.add_argument("--submission-interval", type=int, default=10, help="L2 blocks between output proposals")
+    q.add_argument("--finalization-period", type=int, default=12, help="seconds from proving a withdrawal to paying it")
     q.set_defaults(func=cmd_init)
 
     q = rollup.add_parser("proposer", help="post the L2's output roots to the L1 output oracle")
@@ -88,7 +90,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         return receipt
 
     oracle = deploy("L2OutputOracle", proposer, args.submission_interval, 0)
-    receipt = deploy("DepositPortal")
+    receipt = deploy("DepositPortal", oracle.contractAddress, args.finalization_period)
     block = w3.eth.get_block(receipt.blockNumber)
     config = RollupConfig(
         l1_chain_id=w3.eth.chain_id,

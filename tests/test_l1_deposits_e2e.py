@@ -32,7 +32,12 @@ def test_portal_deposits_reach_l2(tmp_path: Path) -> None:
         assert w3.eth.chain_id == 900
         artifact = load_artifact("DepositPortal")
         factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
-        receipt = w3.eth.wait_for_transaction_receipt(factory.constructor().transact({"from": w3.eth.accounts[0]}))
+        oracle = load_artifact("L2OutputOracle")
+        oracle_factory = w3.eth.contract(abi=oracle["abi"], bytecode=oracle["bytecode"])
+        deployed = oracle_factory.constructor(w3.eth.accounts[8], 10, 0).transact({"from": w3.eth.accounts[0]})
+        oracle_address = w3.eth.wait_for_transaction_receipt(deployed).contractAddress
+        receipt = w3.eth.wait_for_transaction_receipt(
+            factory.constructor(oracle_address, 12).transact({"from": w3.eth.accounts[0]}))
         portal = w3.eth.contract(address=receipt.contractAddress, abi=artifact["abi"])
         depositor = w3.eth.accounts[1]
         deposit_call = portal.functions.depositTransaction(L2_RECIPIENT, 3 * 10**17, 100_000, False, b"")
