@@ -16,6 +16,7 @@ from lorachain.genesis.genesis import devnet_genesis
 from lorachain.node.rollup.deposits import DEPOSIT_TX_TYPE
 from lorachain.node.rollup.l1_info import L1_BLOCK_ADDRESS, L1BlockInfo
 from lorachain.node.rollup.l2_fees import L1_FEE_VAULT
+from lorachain.node.rollup.outputs import L2_TO_L1_MESSAGE_PASSER
 from lorachain.toolchain.solc import load_artifact
 from tests.conftest import LORACHAIN, REPO, start_node
 
@@ -75,6 +76,22 @@ def test_sequencer_follows_l1(tmp_path: Path) -> None:
         carried = w2.eth.get_block(number, full_transactions=True).transactions[1]
         receipt = w2.eth.get_transaction_receipt(carried["hash"])
         assert receipt.status == 1 and "depositNonce" in receipt
+
+        # A contract call from L1: the deposit calls the L2ToL1MessagePasser, whose event shows on L2.
+        passer_abi = load_artifact("L2ToL1MessagePasser")["abi"]
+        passer = w2.eth.contract(address=Web3.to_checksum_address("0x" + L2_TO_L1_MESSAGE_PASSER.hex()), abi=passer_abi)
+        calldata = passer.encode_abi("initiateWithdrawal", [RECIPIENT, 50_000, b"from L1"])
+        call = portal.functions.depositTransaction(passer.address, 0, 200_000, False, bytes.fromhex(calldata[2:]))
+        caller = w1.eth.accounts[2]
+        w1.eth.wait_for_transaction_receipt(call.transact({"from": caller}))
+
+        def message_passed():
+            logs = passer.events.MessagePassed().get_logs(from_block=0)
+            return logs[0] if logs else None
+
+        event = wait_for(message_passed, what="the L1-initiated contract call on L2")
+        assert event.args.sender == caller and event.args.data == b"from L1"  # an EOA's call is not aliased
+        assert w2.eth.get_transaction_receipt(event.transactionHash).status == 1
 
         # An ordinary L2 transaction pays the L1 data fee into the L1FeeVault.
         tx = w2.eth.send_transaction({"from": w2.eth.accounts[0], "to": RECIPIENT, "value": 1})
