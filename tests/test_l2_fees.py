@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 import rlp
 from eth_account import Account
 
 from lorachain.genesis.accounts import dev_accounts
 from lorachain.genesis.genesis import parse_genesis
 from lorachain.node.app import build_dispatcher
-from lorachain.node.chain import Blockchain
+from lorachain.node.chain import Blockchain, ChainError
 from lorachain.node.node import Node
 from lorachain.node.rollup.deposit_vm import deposit_transaction
 from lorachain.node.rollup.l1_info import L1_BLOCK_ADDRESS, L1BlockInfo
@@ -100,3 +101,31 @@ def test_the_l1_fee_must_be_affordable(tmp_path: Path) -> None:
     assert built.block is None
     assert "l1 fee" in built.rejected[0][1]
     chain.close()
+
+
+def test_base_fee_follows_the_op_stack_eip1559_parameters(tmp_path: Path) -> None:
+    chain = Blockchain.initialize(tmp_path / "seq", parse_genesis(op_genesis()))
+    parent = chain.head
+    built = chain.build_block([deposit_transaction(INFO.deposit())], timestamp=10, coinbase=SEQUENCER_FEE_VAULT,
+                              mix_hash=b"\x01" * 32)  # fmt: skip
+    header = built.block.header
+    target = parent.gas_limit // 6
+    assert header.base_fee_per_gas == parent.base_fee_per_gas - parent.base_fee_per_gas * target // target // 250
+    second = chain.build_block([], timestamp=11, coinbase=SEQUENCER_FEE_VAULT, mix_hash=b"\x01" * 32).block.header
+    target, used = header.gas_limit // 6, header.gas_used
+    expected = header.base_fee_per_gas - header.base_fee_per_gas * (target - used) // target // 250
+    assert second.base_fee_per_gas == expected
+    vm_class = chain.chain_class.get_vm_class_for_block_number(3)
+    assert Node(chain).next_base_fee() == vm_class.expected_base_fee(second)
+
+    # Another node accepts these blocks, and refuses one whose base fee follows London's 2/8 instead.
+    other = Blockchain.initialize(tmp_path / "validator", parse_genesis(op_genesis()))
+    block_class = other.chain_class.get_vm_class_for_block_number(1).get_block_class()
+    imported = other.import_block(rlp.decode(Blockchain.encode_block(built.block), sedes=block_class))
+    assert imported.hash == built.block.hash
+    london = built.block.header.copy(base_fee_per_gas=parent.base_fee_per_gas - parent.base_fee_per_gas // 8)
+    with pytest.raises(ChainError, match="base_fee_per_gas"):
+        fresh = Blockchain.initialize(tmp_path / "third", parse_genesis(op_genesis()))
+        fresh.import_block(built.block.copy(header=london))
+    chain.close()
+    other.close()

@@ -143,7 +143,18 @@ class Genesis:
         from lorachain.node.rollup.deposit_vm import op_stack_vm
         from lorachain.node.vm import fast_vm, with_precompiles
 
-        rules = op_stack_vm if self.op_stack else (lambda vm: vm)
+        if self.op_stack:
+            from lorachain.node.rollup.eip1559 import Eip1559Params
+
+            params = Eip1559Params.from_optimism_config(self.raw["config"]["optimism"])
+
+            def rules(vm: type) -> type:
+                return op_stack_vm(vm, params)
+        else:
+
+            def rules(vm: type) -> type:
+                return vm
+
         vms = tuple(
             (block, with_precompiles(rules(fast_vm(vm)), precompiles or {})) for block, vm in self.vm_configuration
         )

@@ -149,10 +149,11 @@ class Node:
     def next_base_fee(self) -> int:
         head = self.chain.head
         if self._next_base_fee is None or self._next_base_fee[0] != head.hash:
+            vm_class = self.chain.chain_class.get_vm_class_for_block_number(head.block_number + 1)
             if hasattr(head, "base_fee_per_gas"):  # London onwards: the EIP-1559 rule on the parent alone
-                base_fee = calculate_expected_base_fee_per_gas(head)
+                rule = getattr(vm_class, "expected_base_fee", calculate_expected_base_fee_per_gas)
+                base_fee = rule(head)
             else:  # the next block may start London (or still lack a base fee): let its fork decide
-                vm_class = self.chain.chain_class.get_vm_class_for_block_number(head.block_number + 1)
                 child = vm_class.create_header_from_parent(head, timestamp=head.timestamp + 1)
                 base_fee = getattr(child, "base_fee_per_gas", 0) or 0
             self._next_base_fee = (head.hash, base_fee)

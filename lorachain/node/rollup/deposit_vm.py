@@ -22,12 +22,14 @@ from functools import cache
 from typing import Any
 
 from eth.abc import BlockHeaderAPI, ComputationAPI, ReceiptAPI, SignedTransactionAPI, StateAPI
+from eth.validation import validate_gas_limit
 from eth.vm.forks.berlin.transactions import calculate_txn_intrinsic_gas_berlin
 from eth.vm.forks.prague.receipts import PragueTypedReceipt
 from eth.vm.forks.prague.transactions import PragueTypedTransaction
 from eth_utils import ValidationError
 
 from lorachain.node.rollup.deposits import DEPOSIT_TX_TYPE, DepositReceipt, DepositTx
+from lorachain.node.rollup.eip1559 import Eip1559Params
 from lorachain.node.rollup.l2_fees import L2FeeExecutor
 
 
@@ -255,11 +257,38 @@ class DepositVM:
         return receipt
 
 
+class Eip1559VM:
+    """VM mixin: the base fee follows the chain's EIP-1559 parameters (``eip1559`` class attribute)."""
+
+    eip1559: Eip1559Params = Eip1559Params()
+
+    @classmethod
+    def expected_base_fee(cls, parent: BlockHeaderAPI) -> int:
+        return cls.eip1559.next_base_fee(parent)
+
+    @classmethod
+    def create_header_from_parent(cls, parent: BlockHeaderAPI, **fields: Any) -> BlockHeaderAPI:
+        header = super().create_header_from_parent(parent, **fields)  # type: ignore[misc]
+        if parent is None or not hasattr(parent, "base_fee_per_gas"):  # genesis, or the London fork block
+            return header
+        return header.copy(base_fee_per_gas=cls.expected_base_fee(parent))
+
+    @classmethod
+    def validate_gas(cls, header: BlockHeaderAPI, parent_header: BlockHeaderAPI) -> None:
+        validate_gas_limit(header.gas_limit, parent_header.gas_limit)
+        expected = cls.expected_base_fee(parent_header)
+        if header.base_fee_per_gas != expected:
+            raise ValidationError(
+                f"Header has invalid base fee per gas (has {header.base_fee_per_gas}, expected {expected})"
+            )
+
+
 @cache
-def op_stack_vm(vm_class: type) -> type:
-    """``vm_class`` with the OP Stack rules: deposit transactions, and the L2 fee rules (:mod:`l2_fees`)."""
+def op_stack_vm(vm_class: type, eip1559: Eip1559Params = Eip1559Params()) -> type:
+    """``vm_class`` with the OP Stack rules: deposit transactions, the L2 fee rules (:mod:`l2_fees`) and the
+    chain's EIP-1559 parameters."""
     state_class = vm_class._state_class  # type: ignore[attr-defined]
     executor_class = state_class.transaction_executor_class
     executor = type(executor_class.__name__, (L2FeeExecutor, executor_class), {})
     state = type(state_class.__name__, (DepositState, state_class), {"transaction_executor_class": executor})
-    return type(vm_class.__name__, (DepositVM, vm_class), {"_state_class": state})
+    return type(vm_class.__name__, (DepositVM, Eip1559VM, vm_class), {"_state_class": state, "eip1559": eip1559})
