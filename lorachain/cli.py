@@ -100,6 +100,10 @@ def cmd_node(args: argparse.Namespace) -> int:
         if rollup.l2_chain_id != chain.chain_id:
             raise SystemExit(f"rollup config is for chain {rollup.l2_chain_id}, the datadir holds {chain.chain_id}")
         config.sequencer = Sequencer(rollup, L1Client(args.l1))
+        if args.coinbase == "0x" + "00" * 20:  # priority fees go to the SequencerFeeVault, as on OP Stack chains
+            from lorachain.node.rollup.l2_fees import SEQUENCER_FEE_VAULT
+
+            config.coinbase = SEQUENCER_FEE_VAULT
     node = Node.with_dev_accounts(chain, config) if args.dev else Node(chain, config)
     log.info("datadir %s, head #%d, mining %s", datadir, chain.head.block_number, mining)
     run = serve(node, args.http_addr, args.http_port, cors=args.http_corsdomain, dev=args.dev)

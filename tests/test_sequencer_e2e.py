@@ -15,7 +15,7 @@ from web3 import Web3
 from lorachain.genesis.genesis import devnet_genesis
 from lorachain.node.rollup.deposits import DEPOSIT_TX_TYPE
 from lorachain.node.rollup.l1_info import L1_BLOCK_ADDRESS, L1BlockInfo
-from lorachain.node.rollup.l2_fees import L1_FEE_VAULT
+from lorachain.node.rollup.l2_fees import L1_FEE_VAULT, SEQUENCER_FEE_VAULT
 from lorachain.node.rollup.outputs import L2_TO_L1_MESSAGE_PASSER
 from lorachain.toolchain.solc import load_artifact
 from tests.conftest import LORACHAIN, REPO, start_node
@@ -98,6 +98,8 @@ def test_sequencer_follows_l1(tmp_path: Path) -> None:
         wait_for(lambda: w2.eth.get_transaction_receipt(tx) if _mined(w2, tx) else None, what="an L2 transaction")
         assert int(w2.eth.get_transaction_receipt(tx)["l1Fee"], 16) > 0
         assert w2.eth.get_balance(Web3.to_checksum_address("0x" + L1_FEE_VAULT.hex())) > 0
+        mined_in = w2.eth.get_block(w2.eth.get_transaction_receipt(tx).blockNumber)
+        assert mined_in.miner.lower() == "0x" + SEQUENCER_FEE_VAULT.hex()  # tips go to the SequencerFeeVault
 
         # kill -9, restart: the epochs go on from what the chain recorded.
         head_before = w2.eth.block_number
