@@ -99,7 +99,17 @@ def cmd_node(args: argparse.Namespace) -> int:
             raise SystemExit(str(exc)) from None
         if rollup.l2_chain_id != chain.chain_id:
             raise SystemExit(f"rollup config is for chain {rollup.l2_chain_id}, the datadir holds {chain.chain_id}")
-        config.sequencer = Sequencer(rollup, L1Client(args.l1))
+        if args.role == "validator":
+            from lorachain.da_client.client import DAClient
+            from lorachain.node.rollup.derivation import Deriver
+
+            config.deriver = Deriver(rollup, L1Client(args.l1), chain, Path(datadir) / "derivation.json",
+                                     da=DAClient(args.da) if args.da else None,
+                                     sequencer=L1Client(args.sequencer) if args.sequencer else None)  # fmt: skip
+            config.divergence_report = Path(datadir) / "divergence.json"
+            config.mining = MINING_MANUAL
+        else:
+            config.sequencer = Sequencer(rollup, L1Client(args.l1))
         if args.coinbase == "0x" + "00" * 20:  # priority fees go to the SequencerFeeVault, as on OP Stack chains
             from lorachain.node.rollup.l2_fees import SEQUENCER_FEE_VAULT
 
@@ -224,8 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to fetch registered adapters the sidecar lacks: a folder or HTTP base URL of "
         "0x<hash>.safetensors files, e.g. another sidecar's http://host:8600/v1/lorachain/artifacts (repeat)",
     )
-    p.add_argument("--rollup-config", help="rollup.json: run as the OP Stack sequencer of this L2 (needs --l1)")
-    p.add_argument("--l1", help="L1 JSON-RPC URL the sequencer takes its L1 origins and deposits from")
+    p.add_argument("--rollup-config", help="rollup.json: run as a node of this OP Stack L2 (needs --l1)")
+    p.add_argument("--l1", help="L1 JSON-RPC URL: the sequencer's L1 origins and deposits, the validator's source")
+    p.add_argument("--role", choices=["sequencer", "validator"], default="sequencer",
+                   help="with --rollup-config: build the L2 (sequencer) or derive it from L1 + DA (validator)")
+    p.add_argument("--da", help="validator: DA server URL (eigenda-proxy API) for alt-DA commitments")
+    p.add_argument("--sequencer", help="validator: the sequencer's JSON-RPC URL, to compare every derived block")
     p.add_argument("--profile", help="write a cProfile of the node's run to this file on exit")
     p.add_argument("--allow-unprotected-txs", action="store_true", help="accept legacy txs without chain id")
     p.set_defaults(func=cmd_node)

@@ -261,13 +261,15 @@ class Blockchain:
         parent_beacon_block_root: bytes = b"\x00" * 32,
         state_edits: Callable[[StateAPI], None] | None = None,
         skip_empty: bool = False,
+        strict: bool = False,
     ) -> BuiltBlock:
         """Execute ``transactions`` in order on top of the head and commit the block atomically.
 
         Transactions that fail validation are returned in ``rejected`` with the reason; those that
         do not fit in the gas left, or need an AI sidecar this node cannot reach (also listed in
         ``unavailable``), are returned in ``deferred``. With ``skip_empty`` a block that would include
-        no transaction is not committed (``block`` is None).
+        no transaction is not committed (``block`` is None); with ``strict`` a block that cannot include
+        every transaction is not committed either (:class:`ChainError`).
         """
         parent = self._head
         if timestamp <= parent.timestamp:
@@ -323,6 +325,10 @@ class Blockchain:
                 computations.append(computation)
         if skip_empty and not included:
             return built
+        if strict and (built.rejected or built.deferred):  # derivation: all of the batch, or no block at all
+            problems = [f"0x{tx.hash.hex()}: {reason}" for tx, reason in built.rejected]
+            problems += [f"0x{tx.hash.hex()}: deferred" for tx in built.deferred]
+            raise ChainError("the block cannot hold every transaction: " + "; ".join(problems))
         current = header.copy(gas_used=gas_used, bloom=bloom)
 
         block = vm.set_block_transactions_and_withdrawals(vm.get_block(), current, included, receipts, withdrawals=())

@@ -32,6 +32,12 @@ RPC_LATENCY = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5),
     registry=REGISTRY,
 )
+DERIVED = Counter("lorachain_derivation_blocks_total", "L2 blocks derived from L1 + DA", registry=REGISTRY)
+DROPPED_BATCHES = Counter("lorachain_derivation_dropped_batches_total", "Batches that broke a rule", registry=REGISTRY)
+DIVERGENCES = Counter(
+    "lorachain_derivation_divergences_total", "Derived blocks unlike the sequencer's", registry=REGISTRY
+)
+L1_POSITION = Gauge("lorachain_derivation_l1_block", "Next L1 block derivation reads", registry=REGISTRY)
 WS_CONNECTIONS = Gauge("lorachain_rpc_ws_connections", "Open WebSocket connections", registry=REGISTRY)
 
 

@@ -46,6 +46,8 @@ class NodeConfig:
     automine_quiet: float = 0.0005  # automine: build once no transaction arrived for this long
     retry_after_s: float = 2.0  # automine: when nothing pending could be included, try again after this
     sequencer: Any = None  # an OP Stack sequencer: the deposits that open each block (rollup.sequencer)
+    deriver: Any = None  # a validator: derives the chain from L1 + DA (rollup.derivation) instead of mining
+    divergence_report: Any = None  # where a validator writes the report of the first divergent block
 
 
 @dataclass
@@ -90,6 +92,9 @@ class Node:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
+        if self.config.deriver is not None:
+            self._producer = asyncio.get_running_loop().create_task(self._derive_loop())
+            return
         if self.config.mining == MINING_AUTO:
             self._producer = asyncio.get_running_loop().create_task(self._automine_loop())
         elif self.config.mining == MINING_INTERVAL:
@@ -101,6 +106,27 @@ class Node:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._producer
         self.chain.close()
+
+    async def _derive_loop(self, poll_s: float = 0.5) -> None:
+        """A validator's block source: one L1 block at a time, on the loop (RPC reads see whole blocks)."""
+        deriver = self.config.deriver
+        while True:
+            try:
+                before = self.chain.head.block_number
+                deriver.step()
+                caught_up = deriver.next_l1 > deriver.l1.block_number() - deriver.config.l1_confirmations
+                if self.chain.head.block_number != before:
+                    self.pool.reset()
+            except Exception:
+                log.exception("derivation step failed; will retry")
+                caught_up = True
+            if deriver.divergence is not None and self.config.divergence_report is not None:
+                import json
+
+                self.config.divergence_report.write_text(json.dumps(deriver.divergence, indent=2) + "\n")
+                log.error("derivation stopped at the divergence; report in %s", self.config.divergence_report)
+                return
+            await asyncio.sleep(poll_s if caught_up else 0)
 
     async def _automine_loop(self) -> None:
         while True:
