@@ -110,6 +110,7 @@ def cmd_node(args: argparse.Namespace) -> int:
             config.mining = MINING_MANUAL
         else:
             config.sequencer = Sequencer(rollup, L1Client(args.l1))
+            config.fault = args.fault
         if args.coinbase == "0x" + "00" * 20:  # priority fees go to the SequencerFeeVault, as on OP Stack chains
             from lorachain.node.rollup.l2_fees import SEQUENCER_FEE_VAULT
 
@@ -240,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --rollup-config: build the L2 (sequencer) or derive it from L1 + DA (validator)")
     p.add_argument("--da", help="validator: DA server URL (eigenda-proxy API) for alt-DA commitments")
     p.add_argument("--sequencer", help="validator: the sequencer's JSON-RPC URL, to compare every derived block")
+    # tests only: a lying sequencer, for the validator's divergence checks
+    p.add_argument("--fault", choices=["tamper-state"], default=None, help=argparse.SUPPRESS)
     p.add_argument("--profile", help="write a cProfile of the node's run to this file on exit")
     p.add_argument("--allow-unprotected-txs", action="store_true", help="accept legacy txs without chain id")
     p.set_defaults(func=cmd_node)

@@ -78,3 +78,42 @@ def test_validator_derives_the_sequencers_chain(tmp_path: Path) -> None:
                 node.stop()
         da.stop()
         l1.stop()
+
+
+def test_a_lying_sequencer_is_caught(tmp_path: Path) -> None:
+    l1_genesis = tmp_path / "l1.json"
+    l1_genesis.write_text(json.dumps(devnet_genesis(chain_id=900, with_predeploys=False)))
+    l1 = start_node(tmp_path / "l1", "--genesis", str(l1_genesis), "--block-time", "0.5")
+    sequencer = validator = batcher = None
+    try:
+        init = [*LORACHAIN, "rollup", "init", "--l1", l1.url, "--out", str(tmp_path / "rollup")]
+        done = subprocess.run(init, cwd=REPO, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, done.stderr
+        rollup = tmp_path / "rollup"
+        common = ("--genesis", str(rollup / "genesis.json"), "--rollup-config", str(rollup / "rollup.json"),
+                  "--l1", l1.url)  # fmt: skip
+        sequencer = start_node(tmp_path / "sequencer", *common, "--block-time", "0.5", "--fault", "tamper-state")
+        batcher = subprocess.Popen(
+            [*LORACHAIN, "rollup", "batcher", "--l1", l1.url, "--l2", sequencer.url, "--rollup-config",
+             str(rollup / "rollup.json"), "--state", str(tmp_path / "batcher.json"), "--poll", "0.3"],
+            cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip  (no DA server: frames go as calldata)
+        validator = start_node(tmp_path / "validator", *common, "--role", "validator", "--sequencer", sequencer.url)
+        report_path = tmp_path / "validator" / "divergence.json"
+        wait_for(report_path.exists, timeout=90, what="the divergence report")
+        report = json.loads(report_path.read_text())
+        assert report["block"] == 1
+        assert "stateRoot" in report["differing_fields"] and "transactionsRoot" not in report["differing_fields"]
+        assert report["first_differing_transaction"] is None  # same transactions, different state
+        wv = Web3(Web3.HTTPProvider(validator.url))
+        assert wv.eth.block_number == 1  # stopped there, still serving JSON-RPC on its own (honest) block
+        metrics = requests.get(f"{validator.url}/metrics", timeout=5).text
+        assert "lorachain_derivation_divergences_total 1.0" in metrics
+    finally:
+        if batcher is not None:
+            batcher.kill()
+            batcher.wait(timeout=10)
+        for node in (validator, sequencer):
+            if node is not None:
+                node.stop()
+        l1.stop()

@@ -48,6 +48,12 @@ class NodeConfig:
     sequencer: Any = None  # an OP Stack sequencer: the deposits that open each block (rollup.sequencer)
     deriver: Any = None  # a validator: derives the chain from L1 + DA (rollup.derivation) instead of mining
     divergence_report: Any = None  # where a validator writes the report of the first divergent block
+    fault: str | None = None  # test-only faulty sequencer: "tamper-state" credits 1 wei the batch does not show
+
+
+def _tamper_state(state: StateAPI) -> None:
+    """A lying sequencer's edit (tests only): value out of nowhere, which no batch carries."""
+    state.delta_balance(b"\x7a" * 20, 1)
 
 
 @dataclass
@@ -289,6 +295,8 @@ class Node:
         leading = []  # an L2 block opens with its L1-info deposit and its epoch's user deposits
         if self.config.sequencer is not None:
             leading = self.config.sequencer.block_inputs(self.chain.block_by_header(head), ts)
+            if self.config.fault == "tamper-state" and state_edits is None:
+                state_edits = _tamper_state
         built = self.chain.build_block(
             leading + (list(self.pool.ordered_pending()) if include_pool else []),
             timestamp=ts,
