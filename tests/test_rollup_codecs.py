@@ -150,3 +150,11 @@ def test_split_batches_refuses_malformed_rlp() -> None:
         split_batches(b"\x81\x05")
     with pytest.raises(ChannelError, match="malformed RLP length"):
         split_batches(b"\xb8\x05hello")
+
+
+def test_batcher_tx_gas_covers_the_calldata_floor() -> None:
+    from lorachain.node.rollup.batcher import batcher_tx_gas
+
+    assert batcher_tx_gas(b"") == 21_000
+    assert batcher_tx_gas(bytes(100)) == 21_000 + 10 * 100  # zero bytes: the floor (10/byte) beats 4/byte
+    assert batcher_tx_gas(b"\x01" * 100) == 21_000 + 40 * 100  # other bytes: 40/byte beats 16/byte

@@ -31,7 +31,7 @@ from lorachain.node.rollup.channels import Compression, channel_frames, compress
 from lorachain.node.rollup.config import RollupConfig
 from lorachain.node.rollup.deposits import DEPOSIT_TX_TYPE, DepositTx
 from lorachain.node.rollup.frames import encode_frames_calldata
-from lorachain.node.rollup.l1_client import L1Client
+from lorachain.node.rollup.l1_client import L1Client, L1RpcError
 from lorachain.node.rollup.l1_info import L1BlockInfo
 
 log = logging.getLogger("lorachain.batcher")
@@ -53,6 +53,15 @@ def batch_of_raw_block(number: int, raw_block: bytes) -> SingularBatch:
     info = L1BlockInfo.decode(DepositTx.decode(encoded[0]).data)
     txs = tuple(tx for tx in encoded if tx[0] != DEPOSIT_TX_TYPE)
     return SingularBatch(parent_hash, info.l1_number, info.l1_block_hash, timestamp, txs)
+
+
+def batcher_tx_gas(data: bytes) -> int:
+    """Gas of a transaction to the (code-less) inbox carrying ``data``: intrinsic gas, or EIP-7623's calldata
+    floor where that is higher (Prague: 10 per token, a token per zero byte and four per other byte)."""
+    zeros = data.count(0)
+    intrinsic = 21_000 + 4 * zeros + 16 * (len(data) - zeros)
+    floor = 21_000 + 10 * (zeros + 4 * (len(data) - zeros))
+    return max(intrinsic, floor)
 
 
 class BatcherState:
@@ -139,7 +148,7 @@ class Batcher:
 
     def _send(self, data: bytes, through: int) -> None:
         nonce = int(self.l1.call("eth_getTransactionCount", self.account.address, "pending"), 16)
-        gas = 21_000 + 16 * len(data) + 10_000
+        gas = batcher_tx_gas(data)
         fee = int(self.l1.call("eth_gasPrice"), 16)
         tx = {"type": 2, "chainId": self.config.l1_chain_id, "nonce": nonce, "value": 0, "gas": gas, "data": data,
               "to": to_checksum_address(self.config.batch_inbox), "maxFeePerGas": 2 * fee,
@@ -158,9 +167,14 @@ class Batcher:
         if receipt is None:
             try:
                 self.l1.call("eth_sendRawTransaction", "0x" + pending["raw"])
-            except Exception as exc:  # already known / already mined between the two calls
-                log.info("re-sending batcher tx 0x%s: %s", pending["hash"], exc)
-            receipt = self._wait_receipt(pending["hash"])
+            except L1RpcError as exc:  # already known (fine), or refused: then post the blocks anew
+                receipt = self.l1.call("eth_getTransactionReceipt", "0x" + pending["hash"])
+                if receipt is None and "already known" not in str(exc):
+                    self.state.pending = None
+                    self.state.save()
+                    raise BatcherError(f"the L1 refused batcher tx 0x{pending['hash']}: {exc}") from exc
+            if receipt is None:
+                receipt = self._wait_receipt(pending["hash"])
         if int(receipt["status"], 16) != 1:
             raise BatcherError(f"batcher transaction 0x{pending['hash']} failed on L1")
         self.state.next_block = max(self.state.next_block, pending["through"] + 1)
