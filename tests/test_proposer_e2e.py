@@ -3,7 +3,6 @@ optimism_outputAtBlock, and a proposer killed with -9 carries on from the oracle
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 from pathlib import Path
@@ -12,12 +11,12 @@ import pytest
 from web3 import Web3
 
 from lorachain.genesis.accounts import dev_accounts
-from lorachain.genesis.genesis import devnet_genesis
 from lorachain.node.rollup.config import RollupConfig
 from lorachain.node.rollup.l1_client import L1Client
 from lorachain.node.rollup.proposer import Proposer, ProposerError
 from lorachain.toolchain.solc import load_artifact
 from tests.conftest import LORACHAIN, REPO, start_node
+from tests.rollup_fixtures import start_l1_and_rollup
 from tests.test_sequencer_e2e import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -33,18 +32,11 @@ def start_proposer(tmp_path: Path, l1: str, l2: str) -> subprocess.Popen:
 
 
 def test_outputs_reach_the_oracle(tmp_path: Path) -> None:
-    l1_genesis = tmp_path / "l1.json"
-    l1_genesis.write_text(json.dumps(devnet_genesis(chain_id=900, with_predeploys=False)))
-    l1 = start_node(tmp_path / "l1", "--genesis", str(l1_genesis))
+    l1, rollup, common = start_l1_and_rollup(tmp_path, init_args=("--submission-interval", "4"))
     l2 = proposer = None
     try:
-        init = [*LORACHAIN, "rollup", "init", "--l1", l1.url, "--out", str(tmp_path / "rollup"),
-                "--submission-interval", "4"]  # fmt: skip
-        done = subprocess.run(init, cwd=REPO, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-        assert done.returncode == 0, done.stderr
-        config = RollupConfig.load(tmp_path / "rollup" / "rollup.json")
-        l2 = start_node(tmp_path / "l2", "--genesis", str(tmp_path / "rollup" / "genesis.json"), "--rollup-config",
-                        str(tmp_path / "rollup" / "rollup.json"), "--l1", l1.url, "--block-time", "0.3")  # fmt: skip
+        config = RollupConfig.load(rollup / "rollup.json")
+        l2 = start_node(tmp_path / "l2", *common, "--block-time", "0.3")
         w1 = Web3(Web3.HTTPProvider(l1.url))
         oracle = w1.eth.contract(address=Web3.to_checksum_address(config.output_oracle),
                                  abi=load_artifact("L2OutputOracle")["abi"])  # fmt: skip

@@ -3,18 +3,17 @@ it lacks by content hash, and derives the very same blocks (the answers stored o
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
 import pytest
 from web3 import Web3
 
-from lorachain.genesis.genesis import devnet_genesis
 from lorachain.genesis.predeploys import ADAPTER_REGISTRY
 from lorachain.sidecar.checkpoint import load_checkpoint
 from lorachain.toolchain.solc import load_artifact
 from tests.conftest import LORACHAIN, REPO, free_port, start_node
+from tests.rollup_fixtures import start_l1_and_rollup
 from tests.sidecar_fixtures import start_sidecar, tiny_model, write_peft_adapter
 from tests.test_ai_precompile_e2e import PROMPT, deploy, msgpack_call
 from tests.test_sequencer_e2e import wait_for
@@ -34,17 +33,9 @@ def test_validator_reexecutes_ai_calls(tmp_path: Path) -> None:
     adapter = bytes.fromhex(info["id"][2:])
     assert msgpack_call(val_url, f"/v1/lorachain/adapters/{info['id']}")[0] == 404  # the validator's lacks it
 
-    l1_genesis = tmp_path / "l1.json"
-    l1_genesis.write_text(json.dumps(devnet_genesis(chain_id=900, with_predeploys=False)))
-    l1 = start_node(tmp_path / "l1", "--genesis", str(l1_genesis), "--block-time", "0.5")
+    l1, rollup, common = start_l1_and_rollup(tmp_path, "--block-time", "0.5")
     sequencer = validator = batcher = None
     try:
-        init = [*LORACHAIN, "rollup", "init", "--l1", l1.url, "--out", str(tmp_path / "rollup")]
-        done = subprocess.run(init, cwd=REPO, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-        assert done.returncode == 0, done.stderr
-        rollup = tmp_path / "rollup"
-        common = ("--genesis", str(rollup / "genesis.json"), "--rollup-config", str(rollup / "rollup.json"),
-                  "--l1", l1.url)  # fmt: skip
         sequencer = start_node(tmp_path / "sequencer", *common, "--block-time", "0.5", "--sidecar", seq_url)
         batcher = subprocess.Popen(
             [*LORACHAIN, "rollup", "batcher", "--l1", l1.url, "--l2", sequencer.url, "--rollup-config",

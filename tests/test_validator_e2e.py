@@ -13,9 +13,9 @@ import pytest
 import requests
 from web3 import Web3
 
-from lorachain.genesis.genesis import devnet_genesis
 from lorachain.node.rollup.config import RollupConfig
 from tests.conftest import LORACHAIN, REPO, start_node
+from tests.rollup_fixtures import start_l1_and_rollup
 from tests.test_batcher_e2e import start_batcher
 from tests.test_da_server_e2e import DAServerProcess
 from tests.test_sequencer_e2e import wait_for
@@ -24,19 +24,11 @@ pytestmark = pytest.mark.e2e
 
 
 def test_validator_derives_the_sequencers_chain(tmp_path: Path) -> None:
-    l1_genesis = tmp_path / "l1.json"
-    l1_genesis.write_text(json.dumps(devnet_genesis(chain_id=900, with_predeploys=False)))
-    l1 = start_node(tmp_path / "l1", "--genesis", str(l1_genesis), "--block-time", "0.5")
+    l1, rollup, common = start_l1_and_rollup(tmp_path, "--block-time", "0.5")
     da = DAServerProcess(tmp_path / "da")
     sequencer = validator = batcher = None
     try:
-        init = [*LORACHAIN, "rollup", "init", "--l1", l1.url, "--out", str(tmp_path / "rollup")]
-        done = subprocess.run(init, cwd=REPO, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-        assert done.returncode == 0, done.stderr
-        rollup = tmp_path / "rollup"
         config = RollupConfig.load(rollup / "rollup.json")
-        common = ("--genesis", str(rollup / "genesis.json"), "--rollup-config", str(rollup / "rollup.json"),
-                  "--l1", l1.url)  # fmt: skip
         sequencer = start_node(tmp_path / "sequencer", *common, "--block-time", "0.5")
         batcher = start_batcher(tmp_path, l1.url, sequencer.url, da.url)
         validator_args = (*common, "--role", "validator", "--da", da.url, "--sequencer", sequencer.url)
@@ -81,17 +73,9 @@ def test_validator_derives_the_sequencers_chain(tmp_path: Path) -> None:
 
 
 def test_a_lying_sequencer_is_caught(tmp_path: Path) -> None:
-    l1_genesis = tmp_path / "l1.json"
-    l1_genesis.write_text(json.dumps(devnet_genesis(chain_id=900, with_predeploys=False)))
-    l1 = start_node(tmp_path / "l1", "--genesis", str(l1_genesis), "--block-time", "0.5")
+    l1, rollup, common = start_l1_and_rollup(tmp_path, "--block-time", "0.5")
     sequencer = validator = batcher = None
     try:
-        init = [*LORACHAIN, "rollup", "init", "--l1", l1.url, "--out", str(tmp_path / "rollup")]
-        done = subprocess.run(init, cwd=REPO, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-        assert done.returncode == 0, done.stderr
-        rollup = tmp_path / "rollup"
-        common = ("--genesis", str(rollup / "genesis.json"), "--rollup-config", str(rollup / "rollup.json"),
-                  "--l1", l1.url)  # fmt: skip
         sequencer = start_node(tmp_path / "sequencer", *common, "--block-time", "0.5", "--fault", "tamper-state")
         batcher = subprocess.Popen(
             [*LORACHAIN, "rollup", "batcher", "--l1", l1.url, "--l2", sequencer.url, "--rollup-config",

@@ -3,8 +3,6 @@ storage proof against the output root the proposer posted, and paid out after th
 
 from __future__ import annotations
 
-import json
-import subprocess
 import time
 from pathlib import Path
 
@@ -12,13 +10,13 @@ import pytest
 from web3 import Web3
 from web3.exceptions import ContractLogicError
 
-from lorachain.genesis.genesis import devnet_genesis
 from lorachain.node.rollup.config import RollupConfig
 from lorachain.node.rollup.l1_client import L1Client
 from lorachain.node.rollup.outputs import L2_TO_L1_MESSAGE_PASSER
 from lorachain.node.rollup.withdrawals import Withdrawal, prove
 from lorachain.toolchain.solc import load_artifact
-from tests.conftest import LORACHAIN, REPO, start_node
+from tests.conftest import start_node
+from tests.rollup_fixtures import start_l1_and_rollup
 from tests.test_proposer_e2e import start_proposer
 from tests.test_sequencer_e2e import wait_for
 
@@ -27,18 +25,12 @@ FINALIZATION_S = 2
 
 
 def test_eth_round_trip(tmp_path: Path) -> None:
-    l1_genesis = tmp_path / "l1.json"
-    l1_genesis.write_text(json.dumps(devnet_genesis(chain_id=900, with_predeploys=False)))
-    l1 = start_node(tmp_path / "l1", "--genesis", str(l1_genesis))
+    init = ("--submission-interval", "4", "--finalization-period", str(FINALIZATION_S))
+    l1, rollup, common = start_l1_and_rollup(tmp_path, init_args=init)
     l2 = proposer = None
     try:
-        init = [*LORACHAIN, "rollup", "init", "--l1", l1.url, "--out", str(tmp_path / "rollup"),
-                "--submission-interval", "4", "--finalization-period", str(FINALIZATION_S)]  # fmt: skip
-        done = subprocess.run(init, cwd=REPO, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-        assert done.returncode == 0, done.stderr
-        config = RollupConfig.load(tmp_path / "rollup" / "rollup.json")
-        l2 = start_node(tmp_path / "l2", "--genesis", str(tmp_path / "rollup" / "genesis.json"), "--rollup-config",
-                        str(tmp_path / "rollup" / "rollup.json"), "--l1", l1.url, "--block-time", "0.3")  # fmt: skip
+        config = RollupConfig.load(rollup / "rollup.json")
+        l2 = start_node(tmp_path / "l2", *common, "--block-time", "0.3")
         proposer = start_proposer(tmp_path, l1.url, l2.url)
         w1, w2 = Web3(Web3.HTTPProvider(l1.url)), Web3(Web3.HTTPProvider(l2.url))
         portal = w1.eth.contract(address=Web3.to_checksum_address(config.deposit_portal),

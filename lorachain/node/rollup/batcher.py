@@ -174,21 +174,15 @@ class Batcher:
                     self.state.save()
                     raise BatcherError(f"the L1 refused batcher tx 0x{pending['hash']}: {exc}") from exc
             if receipt is None:
-                receipt = self._wait_receipt(pending["hash"])
+                try:
+                    receipt = self.l1.wait_for_receipt("0x" + pending["hash"])
+                except TimeoutError as exc:
+                    raise BatcherError(str(exc)) from exc
         if int(receipt["status"], 16) != 1:
             raise BatcherError(f"batcher transaction 0x{pending['hash']} failed on L1")
         self.state.next_block = max(self.state.next_block, pending["through"] + 1)
         self.state.pending = None
         self.state.save()
-
-    def _wait_receipt(self, tx_hash: str, timeout_s: float = 60.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            receipt = self.l1.call("eth_getTransactionReceipt", "0x" + tx_hash)
-            if receipt is not None:
-                return receipt
-            time.sleep(0.2)
-        raise BatcherError(f"batcher transaction 0x{tx_hash} not mined within {timeout_s:.0f}s")
 
     def run(self, poll_s: float = 1.0) -> None:
         while True:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import itertools
 import json
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -73,6 +74,16 @@ class L1Client:
             {"blockHash": "0x" + block_hash.hex(), "address": "0x" + address.hex(), "topics": ["0x" + topic.hex()]},
         )
         return sorted(logs, key=lambda entry: int(entry["logIndex"], 16))
+
+    def wait_for_receipt(self, tx_hash: str, timeout_s: float = 60.0, poll_s: float = 0.2) -> dict[str, Any]:
+        """The receipt of ``tx_hash`` (0x-hex) once it is mined; TimeoutError after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            receipt = self.call("eth_getTransactionReceipt", tx_hash)
+            if receipt is not None:
+                return receipt
+            time.sleep(poll_s)
+        raise TimeoutError(f"transaction {tx_hash} not mined within {timeout_s:.0f}s")
 
     def close(self) -> None:
         if self._conn is not None:

@@ -50,20 +50,14 @@ class Proposer:
               "nonce": int(self.l1.call("eth_getTransactionCount", self.account.address, "pending"), 16)}  # fmt: skip
         raw = bytes(self.account.sign_transaction(tx).raw_transaction)
         tx_hash = self.l1.call("eth_sendRawTransaction", "0x" + raw.hex())
-        receipt = self._wait(tx_hash)
+        try:
+            receipt = self.l1.wait_for_receipt(tx_hash)
+        except TimeoutError as exc:
+            raise ProposerError(str(exc)) from exc
         if int(receipt["status"], 16) != 1:
             raise ProposerError(f"proposal of L2 block #{number} failed on L1 (tx {tx_hash})")
         log.info("proposed output 0x%s of L2 block #%d", output["outputRoot"][2:14], number)
         return number
-
-    def _wait(self, tx_hash: str, timeout_s: float = 60.0) -> dict:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            receipt = self.l1.call("eth_getTransactionReceipt", tx_hash)
-            if receipt is not None:
-                return receipt
-            time.sleep(0.2)
-        raise ProposerError(f"proposal tx {tx_hash} not mined within {timeout_s:.0f}s")
 
     def run(self, poll_s: float = 1.0) -> None:
         while True:
