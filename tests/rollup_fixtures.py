@@ -35,3 +35,16 @@ def start_l1_and_rollup(tmp_path: Path, *l1_args: str, init_args: tuple[str, ...
         raise RuntimeError(f"rollup init failed: {done.stderr}")
     common = ("--genesis", str(rollup / "genesis.json"), "--rollup-config", str(rollup / "rollup.json"), "--l1", l1.url)
     return l1, rollup, common
+
+
+def stop_all(*things: Any) -> None:
+    """Stop what a rollup test started, in the order given: subprocesses (killed), nodes and servers
+    (``stop()``); ``None`` (never started) is skipped."""
+    for thing in things:
+        if thing is None:
+            continue
+        if isinstance(thing, subprocess.Popen):
+            thing.kill()
+            thing.wait(timeout=20)
+        else:
+            thing.stop()

@@ -20,6 +20,7 @@ from lorachain.node.rollup.config import RollupConfig
 from lorachain.node.rollup.l1_client import L1Client
 from lorachain.node.rollup.retrieval import frames_in_l1_block
 from tests.conftest import LORACHAIN, REPO, start_node
+from tests.rollup_fixtures import stop_all
 from tests.test_da_server_e2e import DAServerProcess
 from tests.test_sequencer_e2e import wait_for
 
@@ -95,10 +96,4 @@ def test_every_l2_block_reaches_l1_once(tmp_path: Path) -> None:
                       if (tx["to"] or "").lower() == inbox]  # fmt: skip
         assert b"\x01" in inbox_data and b"\x00" in inbox_data  # via DA, and as calldata during the outage
     finally:
-        if batcher is not None:
-            batcher.kill()
-            batcher.wait(timeout=10)
-        if l2 is not None:
-            l2.stop()
-        da_server.stop()
-        l1.stop()
+        stop_all(batcher, l2, da_server, l1)

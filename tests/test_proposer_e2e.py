@@ -16,7 +16,7 @@ from lorachain.node.rollup.l1_client import L1Client
 from lorachain.node.rollup.proposer import Proposer, ProposerError
 from lorachain.toolchain.solc import load_artifact
 from tests.conftest import LORACHAIN, REPO, start_node
-from tests.rollup_fixtures import start_l1_and_rollup
+from tests.rollup_fixtures import start_l1_and_rollup, stop_all
 from tests.test_sequencer_e2e import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -61,9 +61,4 @@ def test_outputs_reach_the_oracle(tmp_path: Path) -> None:
         with pytest.raises(ProposerError, match="failed on L1"):
             impostor.step()
     finally:
-        if proposer is not None:
-            proposer.kill()
-            proposer.wait(timeout=10)
-        if l2 is not None:
-            l2.stop()
-        l1.stop()
+        stop_all(proposer, l2, l1)

@@ -13,7 +13,7 @@ from lorachain.genesis.predeploys import ADAPTER_REGISTRY
 from lorachain.sidecar.checkpoint import load_checkpoint
 from lorachain.toolchain.solc import load_artifact
 from tests.conftest import LORACHAIN, REPO, free_port, start_node
-from tests.rollup_fixtures import start_l1_and_rollup
+from tests.rollup_fixtures import start_l1_and_rollup, stop_all
 from tests.sidecar_fixtures import start_sidecar, tiny_model, write_peft_adapter
 from tests.test_ai_precompile_e2e import PROMPT, deploy, msgpack_call
 from tests.test_sequencer_e2e import wait_for
@@ -64,13 +64,4 @@ def test_validator_reexecutes_ai_calls(tmp_path: Path) -> None:
         assert msgpack_call(val_url, f"/v1/lorachain/adapters/{info['id']}")[0] == 200  # fetched by its hash
         assert not (tmp_path / "validator" / "divergence.json").exists()
     finally:
-        if batcher is not None:
-            batcher.kill()
-            batcher.wait(timeout=10)
-        for node in (validator, sequencer):
-            if node is not None:
-                node.stop()
-        l1.stop()
-        for proc in (seq_sidecar, val_sidecar):
-            proc.terminate()
-            proc.wait(timeout=20)
+        stop_all(batcher, validator, sequencer, l1, seq_sidecar, val_sidecar)

@@ -15,7 +15,7 @@ from web3 import Web3
 
 from lorachain.node.rollup.config import RollupConfig
 from tests.conftest import LORACHAIN, REPO, start_node
-from tests.rollup_fixtures import start_l1_and_rollup
+from tests.rollup_fixtures import start_l1_and_rollup, stop_all
 from tests.test_batcher_e2e import start_batcher
 from tests.test_da_server_e2e import DAServerProcess
 from tests.test_sequencer_e2e import wait_for
@@ -62,14 +62,7 @@ def test_validator_derives_the_sequencers_chain(tmp_path: Path) -> None:
         metrics = requests.get(f"{validator.url}/metrics", timeout=5).text
         assert "lorachain_derivation_divergences_total 0.0" in metrics
     finally:
-        if batcher is not None:
-            batcher.kill()
-            batcher.wait(timeout=10)
-        for node in (validator, sequencer):
-            if node is not None:
-                node.stop()
-        da.stop()
-        l1.stop()
+        stop_all(batcher, validator, sequencer, da, l1)
 
 
 def test_a_lying_sequencer_is_caught(tmp_path: Path) -> None:
@@ -94,10 +87,4 @@ def test_a_lying_sequencer_is_caught(tmp_path: Path) -> None:
         metrics = requests.get(f"{validator.url}/metrics", timeout=5).text
         assert "lorachain_derivation_divergences_total 1.0" in metrics
     finally:
-        if batcher is not None:
-            batcher.kill()
-            batcher.wait(timeout=10)
-        for node in (validator, sequencer):
-            if node is not None:
-                node.stop()
-        l1.stop()
+        stop_all(batcher, validator, sequencer, l1)

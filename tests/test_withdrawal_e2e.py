@@ -16,7 +16,7 @@ from lorachain.node.rollup.outputs import L2_TO_L1_MESSAGE_PASSER
 from lorachain.node.rollup.withdrawals import Withdrawal, prove
 from lorachain.toolchain.solc import load_artifact
 from tests.conftest import start_node
-from tests.rollup_fixtures import start_l1_and_rollup
+from tests.rollup_fixtures import start_l1_and_rollup, stop_all
 from tests.test_proposer_e2e import start_proposer
 from tests.test_sequencer_e2e import wait_for
 
@@ -91,9 +91,4 @@ def test_eth_round_trip(tmp_path: Path) -> None:
         with pytest.raises(ContractLogicError):  # and only once
             portal.functions.finalizeWithdrawalTransaction(withdrawal.as_tuple()).transact({"from": prover})
     finally:
-        if proposer is not None:
-            proposer.kill()
-            proposer.wait(timeout=10)
-        if l2 is not None:
-            l2.stop()
-        l1.stop()
+        stop_all(proposer, l2, l1)

@@ -14,13 +14,12 @@ hands them back. Statuses as the spec says:
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import time
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 from lorachain.da_client.commitment import CommitmentMode, KeccakCommitment
+from lorachain.http_transport import KeepAliveHTTP, ServerUnreachable
 
 DEFAULT_TIMEOUT_S = 60.0
 
@@ -73,18 +72,13 @@ class DAClient:
         max_backoff_s: float = 5.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"DA server URL must be http://host:port, got {url!r}")
-        self.url = url.rstrip("/")
+        self._http = KeepAliveHTTP(url, timeout_s, "DA server")
+        self.url = self._http.url
         self.mode = mode
-        self._host, self._port = parts.hostname, parts.port or 80
-        self._timeout_s = timeout_s
         self.retries = retries
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self._sleep = sleep
-        self._conn: http.client.HTTPConnection | None = None
 
     # -- the API ---------------------------------------------------------------------------------
     def put(self, payload: bytes) -> bytes:
@@ -125,32 +119,14 @@ class DAClient:
         raise AssertionError("unreachable")
 
     def _send(self, method: str, path: str, body: bytes | None) -> tuple[int, dict[str, str], bytes]:
-        for fresh in (False, True):  # a kept-alive connection the server closed: reconnect once
-            if self._conn is None or fresh:
-                self._close()
-                self._conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout_s)
-            try:
-                headers = {"Content-Type": "application/octet-stream"} if body is not None else {}
-                self._conn.request(method, path, body=body, headers=headers)
-                response = self._conn.getresponse()
-                data = response.read()
-                return response.status, {k.lower(): v for k, v in response.getheaders()}, data
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                if fresh:
-                    self._close()
-                    raise DAUnavailable(f"DA server {self.url} closed the connection") from None
-            except OSError as exc:
-                self._close()
-                raise DAUnavailable(f"DA server {self.url} unreachable: {exc}") from exc
-        raise AssertionError("unreachable")
-
-    def _close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        headers = {"Content-Type": "application/octet-stream"} if body is not None else {}
+        try:
+            return self._http.request(method, path, body, headers)
+        except ServerUnreachable as exc:
+            raise DAUnavailable(f"DA server {exc}") from exc
 
     def close(self) -> None:
-        self._close()
+        self._http.close()
 
 
 def _error_for(status: int, data: bytes) -> DAError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -127,8 +128,6 @@ class Node:
                 log.exception("derivation step failed; will retry")
                 caught_up = True
             if deriver.divergence is not None and self.config.divergence_report is not None:
-                import json
-
                 self.config.divergence_report.write_text(json.dumps(deriver.divergence, indent=2) + "\n")
                 log.error("derivation stopped at the divergence; report in %s", self.config.divergence_report)
                 return

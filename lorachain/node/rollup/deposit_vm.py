@@ -22,6 +22,7 @@ from functools import cache
 from typing import Any
 
 from eth.abc import BlockHeaderAPI, ComputationAPI, ReceiptAPI, SignedTransactionAPI, StateAPI
+from eth.rlp.logs import Log
 from eth.validation import validate_gas_limit
 from eth.vm.forks.berlin.transactions import calculate_txn_intrinsic_gas_berlin
 from eth.vm.forks.prague.receipts import PragueTypedReceipt
@@ -104,8 +105,6 @@ class DepositPayload:
             raise ValidationError("system deposit transactions are invalid since Regolith")
 
     def make_receipt(self, status: bytes, gas_used: int, log_entries: Any) -> DepositReceipt:
-        from eth.rlp.logs import Log
-
         logs = [Log(address, topics, data) for address, topics, data in log_entries]
         return DepositReceipt(status, gas_used, logs)  # the deposit nonce is filled in by the VM
 

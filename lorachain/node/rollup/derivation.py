@@ -79,7 +79,7 @@ class Deriver:
         self.next_l1 = _load_resume(state_path, config.genesis_l1.number)
         self.channel_timeout = channel_timeout
         self._channels: dict[bytes, tuple[ChannelAssembler, int]] = {}
-        self._origins = Sequencer(config, l1)  # the L1 side: origins and L1-info deposits, as the sequencer makes them
+        self._origins = Sequencer(config, l1)  # L1 origins and L1-info attributes, made as the sequencer makes them
         self.divergence: dict | None = None
         self.derived = 0
         self.dropped = 0
@@ -139,7 +139,7 @@ class Deriver:
         if batch.timestamp <= head.timestamp:
             return self._drop(batch, "timestamp not after the parent's")
         parent = self.chain.block_by_header(head)
-        current = origin_of(parent) if head.block_number > 0 else self._origins._genesis_origin()
+        current = origin_of(parent) if head.block_number > 0 else self._origins.genesis_origin()
         if current is None:
             raise ChainError(f"L2 block #{head.block_number} records no L1 origin")
         deposits: list = []
@@ -148,14 +148,14 @@ class Deriver:
                 return self._drop(batch, "epoch hash differs from the parent's origin")
             info = dataclasses.replace(current, sequence_number=current.sequence_number + 1)
         elif batch.epoch_number == current.l1_number + 1:
-            l1_block = self._origins._l1_block(batch.epoch_number)
+            l1_block = self._origins.l1_block(batch.epoch_number)
             if l1_block is None or l1_block.ref.hash != batch.epoch_hash:
                 return self._drop(batch, "epoch is not the canonical L1 block")
             if l1_block.parent_hash != current.l1_block_hash:
                 return self._drop(batch, "epoch does not extend the parent's origin")
             if l1_block.ref.timestamp > batch.timestamp:
                 return self._drop(batch, "timestamp before its epoch's L1 block")
-            info = self._origins._info(l1_block, 0)
+            info = self._origins.l1_info(l1_block, 0)
             deposits = deposits_in_block(self.l1, self.config.deposit_portal, l1_block.ref.hash)
         else:
             return self._drop(batch, f"epoch {batch.epoch_number} is neither the parent's nor the next")

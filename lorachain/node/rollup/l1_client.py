@@ -1,17 +1,18 @@
 """A small JSON-RPC client of the L1 (any Ethereum node: lorachain in L1 mode, geth, anvil, ...).
 
-Synchronous, one keep-alive connection. What the rollup reads from L1: blocks by number or hash, and the
-logs of one block. Transport failures raise :class:`L1Unavailable`, node errors :class:`L1RpcError`.
+Synchronous, over one keep-alive connection (:mod:`lorachain.http_transport`). What the rollup reads from
+L1: blocks by number or hash, and the logs of one block. Transport failures raise :class:`L1Unavailable`,
+node errors :class:`L1RpcError`.
 """
 
 from __future__ import annotations
 
-import http.client
 import itertools
 import json
 import time
 from typing import Any
-from urllib.parse import urlsplit
+
+from lorachain.http_transport import KeepAliveHTTP, ServerUnreachable
 
 DEFAULT_TIMEOUT_S = 30.0
 
@@ -28,32 +29,22 @@ class L1RpcError(RuntimeError):
 
 class L1Client:
     def __init__(self, url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
-        parts = urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"L1 RPC URL must be http://host:port, got {url!r}")
+        self._http = KeepAliveHTTP(url, timeout_s, "L1 RPC")
         self.url = url
-        self._host, self._port, self._path = parts.hostname, parts.port or 80, parts.path or "/"
-        self._timeout_s = timeout_s
-        self._conn: http.client.HTTPConnection | None = None
         self._ids = itertools.count(1)
 
     def call(self, method: str, *params: Any) -> Any:
         body = json.dumps({"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)})
-        for fresh in (False, True):
-            if self._conn is None or fresh:
-                self.close()
-                self._conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout_s)
-            try:
-                self._conn.request("POST", self._path, body=body, headers={"Content-Type": "application/json"})
-                reply = json.loads(self._conn.getresponse().read())
-                break
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                if fresh:
-                    self.close()
-                    raise L1Unavailable(f"L1 node {self.url} closed the connection") from None
-            except OSError as exc:
-                self.close()
-                raise L1Unavailable(f"L1 node {self.url} unreachable: {exc}") from exc
+        try:
+            _status, _headers, data = self._http.request(
+                "POST", self._http.path, body.encode(), {"Content-Type": "application/json"}
+            )
+        except ServerUnreachable as exc:
+            raise L1Unavailable(f"L1 node {exc}") from exc
+        try:
+            reply = json.loads(data)
+        except ValueError as exc:
+            raise L1RpcError(method, f"not a JSON-RPC answer: {data[:200]!r}") from exc
         if reply.get("error") is not None:
             raise L1RpcError(method, reply["error"])
         return reply.get("result")
@@ -86,6 +77,4 @@ class L1Client:
         raise TimeoutError(f"transaction {tx_hash} not mined within {timeout_s:.0f}s")
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._http.close()

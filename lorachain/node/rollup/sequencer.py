@@ -35,7 +35,7 @@ BLOB_BASE_FEE_UPDATE_FRACTION = 5_007_716  # Prague (EIP-7691)
 
 
 @dataclass(frozen=True)
-class _L1Block:
+class L1BlockHeader:
     ref: L1BlockRef
     parent_hash: bytes
     base_fee: int
@@ -60,19 +60,19 @@ class Sequencer:
         self.config = config
         self.l1 = l1
 
-    def _l1_block(self, number: int) -> _L1Block | None:
+    def l1_block(self, number: int) -> L1BlockHeader | None:
         raw = self.l1.block_by_number(number)
         if raw is None:
             return None
         excess = int(raw.get("excessBlobGas") or "0x0", 16)
-        return _L1Block(
+        return L1BlockHeader(
             ref=L1BlockRef(int(raw["number"], 16), bytes.fromhex(raw["hash"][2:]), int(raw["timestamp"], 16)),
             parent_hash=bytes.fromhex(raw["parentHash"][2:]),
             base_fee=int(raw.get("baseFeePerGas") or "0x0", 16),
             blob_base_fee=fake_exponential(1, excess, BLOB_BASE_FEE_UPDATE_FRACTION),
         )
 
-    def _info(self, l1: _L1Block, sequence_number: int) -> L1BlockInfo:
+    def l1_info(self, l1: L1BlockHeader, sequence_number: int) -> L1BlockInfo:
         return L1BlockInfo(
             base_fee_scalar=self.config.base_fee_scalar,
             blob_base_fee_scalar=self.config.blob_base_fee_scalar,
@@ -85,20 +85,20 @@ class Sequencer:
             batcher_hash=self.config.batcher_hash,
         )
 
-    def _genesis_origin(self) -> L1BlockInfo:
+    def genesis_origin(self) -> L1BlockInfo:
         """The L2 genesis block's L1 attributes (its origin is the config's genesis L1 block)."""
         genesis = self.config.genesis_l1
-        block = self._l1_block(genesis.number)
+        block = self.l1_block(genesis.number)
         if block is None or block.ref.hash != genesis.hash:
             raise RuntimeError(f"the L1 node does not have the rollup's genesis L1 block #{genesis.number}")
-        return self._info(block, 0)
+        return self.l1_info(block, 0)
 
-    def _next_origin(self, current: L1BlockInfo, timestamp: int) -> _L1Block | None:
+    def _next_origin(self, current: L1BlockInfo, timestamp: int) -> L1BlockHeader | None:
         """The L1 block after ``current``'s if it may become the origin of a block at ``timestamp``."""
         try:
             if self.l1.block_number() - self.config.l1_confirmations < current.l1_number + 1:
                 return None
-            candidate = self._l1_block(current.l1_number + 1)
+            candidate = self.l1_block(current.l1_number + 1)
         except (L1Unavailable, L1RpcError) as exc:
             log.warning("L1 unavailable, staying on origin #%d: %s", current.l1_number, exc)
             return None
@@ -112,7 +112,7 @@ class Sequencer:
 
     def block_inputs(self, parent: BlockAPI, timestamp: int) -> list[SignedTransactionAPI]:
         """The deposits that must open the L2 block after ``parent`` at ``timestamp``."""
-        current = origin_of(parent) if parent.number > 0 else self._genesis_origin()
+        current = origin_of(parent) if parent.number > 0 else self.genesis_origin()
         if current is None:
             raise RuntimeError(f"L2 block #{parent.number} records no L1 origin: not a block of this rollup")
         info = dataclasses.replace(current, sequence_number=current.sequence_number + 1)  # same epoch
@@ -121,7 +121,7 @@ class Sequencer:
         if candidate is not None:
             try:
                 deposits = deposits_in_block(self.l1, self.config.deposit_portal, candidate.ref.hash)
-                info = self._info(candidate, 0)  # a new epoch
+                info = self.l1_info(candidate, 0)  # a new epoch
             except (L1Unavailable, L1RpcError) as exc:
                 log.warning("cannot read deposits of L1 block #%d, staying on the origin: %s",
                             candidate.ref.number, exc)  # fmt: skip
