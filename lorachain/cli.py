@@ -280,10 +280,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--get-status", type=int, default=None, help="answer every get with this status (e.g. 418)")
     p.set_defaults(func=cmd_da_server)
 
-    from lorachain import adapter_cli, rollup_cli
+    from lorachain import adapter_cli, attribution_cli, datanet_cli, factory_cli, rollup_cli
 
     adapter_cli.add_commands(sub)
     rollup_cli.add_commands(sub)
+    datanet_cli.add_commands(sub)
+    factory_cli.add_commands(sub)
+    attribution_cli.add_commands(sub)
 
     p = sub.add_parser("model", help="base models: build the devnet model, convert checkpoints to exact artifacts")
     models = p.add_subparsers(dest="model_command", required=True)
