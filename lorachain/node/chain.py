@@ -37,6 +37,7 @@ from lorachain.node.impersonation import ImpersonatedTransaction
 from lorachain.node.impersonation import record_key as impersonation_key
 from lorachain.node.state_db import FLAT_ACCOUNTS
 from lorachain.node.store import LmdbStore, PendingWrites
+from lorachain.precompiles.attribution import ATTRIBUTION_ADDRESS, AttributionPrecompile
 from lorachain.precompiles.inference import INFERENCE_ADDRESS, InferencePrecompile, SidecarUnavailable, block_ai_budget
 
 GENESIS_KEY = b"lorachain:genesis"
@@ -96,7 +97,10 @@ class Blockchain:
         # The AI precompile is part of the chain's rules on every node; it reaches a sidecar once one is
         # attached (``inference.client``), and until then leaves AI transactions in the pool.
         self.inference = InferencePrecompile(client=None)
-        self.chain_class: type[Chain] = genesis.chain_class({INFERENCE_ADDRESS: self.inference})
+        self.attribution = AttributionPrecompile(self.inference)  # shares the sidecar and the sources
+        self.chain_class: type[Chain] = genesis.chain_class(
+            {INFERENCE_ADDRESS: self.inference, ATTRIBUTION_ADDRESS: self.attribution}
+        )
         self._reader = self.chain_class(PendingWrites(store).atomic_view())
         self.chaindb: ChainDB = self._reader.chaindb  # type: ignore[assignment]
         self.chain_context = ChainContext(genesis.chain_id)

@@ -1,7 +1,8 @@
 """Where a node finds the bytes of an adapter its sidecar lacks: content-addressed sources.
 
-A source is a local folder or an HTTP base URL holding ``0x<hash>.safetensors`` files (a sidecar's own
-adapter folder has that layout; another sidecar serves it under ``/v1/lorachain/artifacts``). Bytes are
+A source is a local folder or an HTTP base URL holding ``0x<hash>.safetensors`` files and training
+records ``0x<hash>.record`` (a sidecar's own adapter folder has that layout; another sidecar serves both
+under ``/v1/lorachain/artifacts``). Bytes are
 only accepted if they hash to the id asked for (the sidecar checks again when they are registered), so a
 source need not be trusted. Until the DA layer carries adapters, these are the configured sources.
 """
@@ -22,10 +23,11 @@ class AdapterSources:
     def __init__(self, sources: list[str] | None = None) -> None:
         self.sources = list(sources or [])
 
-    def fetch(self, adapter_id: str) -> bytes | None:
-        """The artifact whose keccak is ``adapter_id`` from the first source that has it, else None."""
+    def fetch(self, adapter_id: str, suffix: str = ".safetensors") -> bytes | None:
+        """The artifact whose keccak is ``adapter_id`` from the first source that has it, else None
+        (``suffix`` ``.record`` for a training record)."""
         digest = bytes.fromhex(adapter_id[2:])
-        name = f"0x{digest.hex()}.safetensors"
+        name = f"0x{digest.hex()}{suffix}"
         for source in self.sources:
             blob = self._read(source, name)
             if blob is not None and keccak(blob) == digest:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from tokenizers import Tokenizer
 
 from lorachain.sidecar import wire
-from lorachain.sidecar.types import GenerationRequest, GenerationResult, UnknownAdapterError
+from lorachain.sidecar.types import GenerationRequest, GenerationResult, UnknownAdapterError, UnknownRecordError
 
 DEFAULT_TIMEOUT_S = 120.0
 
@@ -58,6 +58,21 @@ class SidecarClient:
     def put_artifact(self, adapter_id: str, blob: bytes) -> dict[str, Any]:
         """Register adapter artifact bytes fetched elsewhere (the sidecar checks they hash to the id)."""
         return self._call("PUT", f"/v1/lorachain/artifacts/{adapter_id}.safetensors", raw=blob)
+
+    def record_info(self, record_id: str) -> dict[str, Any] | None:
+        """A training record's summary, or None when the sidecar does not have it."""
+        try:
+            return self._call("GET", f"/v1/lorachain/records/{record_id}")
+        except UnknownRecordError:
+            return None
+
+    def put_record(self, record_id: str, blob: bytes) -> dict[str, Any]:
+        """Store training record bytes fetched elsewhere (the sidecar checks them and their hash)."""
+        return self._call("PUT", f"/v1/lorachain/records/{record_id}", raw=blob)
+
+    def attribute(self, request: wire.AttributeRequest) -> tuple[int, list[tuple[int, int, int]]]:
+        """``(method, [(datanet_id, index, weight)])`` for one inference (see ``wire``)."""
+        return wire.decode_attribution(self._call("POST", "/v1/lorachain/attribute", wire.encode_attribute(request)))
 
     def model(self) -> dict[str, Any]:
         """The sidecar's model info (hash, config, context length, ...), fetched once."""

@@ -264,9 +264,20 @@ class ExactEngine:
         seq = self.start(request)
         return self.forward([seq], all_positions=True)
 
-    def forward(self, seqs: list[Sequence], all_positions: bool = False) -> torch.Tensor:
+    @torch.inference_mode()
+    def trace(self, token_ids: list[int], adapter_id: str | None = None) -> dict[str, torch.Tensor]:
+        """:meth:`score` plus the integers attribution differentiates through: ``logits`` (every position,
+        F_HIDDEN), ``down_in`` (the last layer's quantized down-projection input ``(q, mantissa, exponent)``)
+        and ``hidden`` (the residual stream before the final norm, F_HIDDEN)."""
+        request = GenerationRequest(tuple(token_ids), adapter_id, DecodingParams(max_new_tokens=1))
+        seq = self.start(request)
+        capture: dict = {}
+        capture["logits"] = self.forward([seq], all_positions=True, capture=capture)
+        return capture
+
+    def forward(self, seqs: list[Sequence], all_positions: bool = False, capture: dict | None = None) -> torch.Tensor:
         """Run every sequence's uncached tokens; return the last position's logits per sequence (F_HIDDEN),
-        or with ``all_positions`` the logits of every new row."""
+        or with ``all_positions`` the logits of every new row. ``capture`` receives :meth:`trace`'s tensors."""
         cfg = self.config
         ids, positions, spans, row_slots = [], [], [], []
         for seq in seqs:
@@ -320,9 +331,13 @@ class ExactEngine:
             acc_g, c_g, shift_g, _, _, _, delta_g = project(i, "gate", qx, m, e, acc_g)
             acc_u, c_u, shift_u, _, _, _, delta_u = project(i, "up", qx, m, e, acc_u)
             qx, m, e = ops.mlp_quantize((acc_g, c_g, shift_g, delta_g), (acc_u, c_u, shift_u, delta_u), m, e)
+            if capture is not None and i == len(self.layers) - 1:
+                capture["down_in"] = (qx.clone(), m.clone(), e.clone())
             x = ops.residual_add(x, *project(i, "down", qx, m, e))
         for seq, (_, count) in zip(seqs, spans, strict=True):
             seq.cached += count
+        if capture is not None:
+            capture["hidden"] = x.clone()
         if not all_positions:
             x = x[torch.tensor([start + count - 1 for start, count in spans], device=self.device)].contiguous()
         qx, m, e = ops.norm_quantize(x, self.final_norm, eps)

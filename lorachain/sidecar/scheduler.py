@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -24,6 +25,7 @@ from prometheus_client.registry import Collector
 from lorachain.sidecar.exact_engine import ExactEngine, Sequence
 from lorachain.sidecar.types import GenerationRequest, GenerationResult, SidecarError
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
@@ -111,6 +113,7 @@ class Scheduler:
         self._queue: deque[_Job] = deque()
         self._wake = threading.Condition()
         self._closed = False
+        self._engine_lock = threading.Lock()  # held by the batcher while it drives the engine
         self._thread = threading.Thread(target=self._run, name="sidecar-batcher", daemon=True)
         self._thread.start()
 
@@ -137,6 +140,11 @@ class Scheduler:
                     return
         finally:
             job.cancelled = True  # a client that went away stops costing compute
+
+    def run_exclusive(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` (blocking) while the batcher is between steps: for other work on the engine."""
+        with self._engine_lock:
+            return fn()
 
     def close(self) -> None:
         with self._wake:
@@ -165,34 +173,38 @@ class Scheduler:
                 while self._queue and len(running) + len(admitted) < self.max_batch:
                     admitted.append(self._queue.popleft())
                 self.metrics.queue_depth.set(len(self._queue))
-            for job in admitted:
-                try:
-                    running.append((self.engine.start(job.request), job))
-                    self.metrics.prompt_tokens.inc(len(job.request.prompt_ids))
-                except SidecarError as exc:
-                    self.metrics.requests.labels("rejected").inc()
-                    job.resolve(exc)
-                except Exception as exc:
-                    log.exception("engine.start failed")
-                    job.resolve(exc)
-            running = [(seq, job) for seq, job in running if not job.cancelled]
-            self.metrics.running.set(len(running))
-            if not running:
-                continue
-            started = time.monotonic()
-            try:
-                self.engine.step([seq for seq, _ in running])
-            except Exception as exc:
-                log.exception("engine step failed; failing %d requests", len(running))
-                for _, job in running:
-                    job.resolve(exc)
-                running = []
-                continue
-            self.metrics.step_time.observe(time.monotonic() - started)
-            self.metrics.tokens.inc(len(running))
-            running = [(seq, job) for seq, job in running if not self._deliver(seq, job)]
+            with self._engine_lock:
+                running = self._advance(running, admitted)
         for _, job in running:
             job.resolve(SidecarError("the sidecar is shutting down"))
+
+    def _advance(self, running: list[tuple[Sequence, _Job]], admitted: list[_Job]) -> list[tuple[Sequence, _Job]]:
+        """Start the admitted jobs and run one engine step over everything running; what still runs."""
+        for job in admitted:
+            try:
+                running.append((self.engine.start(job.request), job))
+                self.metrics.prompt_tokens.inc(len(job.request.prompt_ids))
+            except SidecarError as exc:
+                self.metrics.requests.labels("rejected").inc()
+                job.resolve(exc)
+            except Exception as exc:
+                log.exception("engine.start failed")
+                job.resolve(exc)
+        running = [(seq, job) for seq, job in running if not job.cancelled]
+        self.metrics.running.set(len(running))
+        if not running:
+            return running
+        started = time.monotonic()
+        try:
+            self.engine.step([seq for seq, _ in running])
+        except Exception as exc:
+            log.exception("engine step failed; failing %d requests", len(running))
+            for _, job in running:
+                job.resolve(exc)
+            return []
+        self.metrics.step_time.observe(time.monotonic() - started)
+        self.metrics.tokens.inc(len(running))
+        return [(seq, job) for seq, job in running if not self._deliver(seq, job)]
 
     def _deliver(self, seq: Sequence, job: _Job) -> bool:
         """Hand the step's token to ``job``, and its result when ``seq`` is done; True once ``job`` is settled."""

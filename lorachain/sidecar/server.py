@@ -10,6 +10,11 @@
     GET  /v1/lorachain/artifacts/0x<hash>.safetensors   an adapter's artifact bytes (content-addressed)
     PUT  /v1/lorachain/artifacts/0x<hash>.safetensors   register artifact bytes (must hash to <hash>)
     GET  /v1/lorachain/adapters/{id}     adapter info
+    PUT  /v1/lorachain/records/0x<hash>  store a training record (checked; must hash to <hash>) -> summary
+    GET  /v1/lorachain/records/0x<hash>  a training record's summary (404 unknown_record if absent)
+    GET  /v1/lorachain/artifacts/0x<hash>.record   a training record's bytes (content-addressed)
+    POST /v1/lorachain/attribute         {record, adapter_id, prompt_ids, output_ids, method, top_k, snapshots}
+                                         -> {method, contributions: [[datanet_id, index, weight]]}
     GET  /v1/models, POST /v1/completions, POST /v1/chat/completions   (lorachain.sidecar.openai_api)
     GET  /health, GET /metrics
 
@@ -28,6 +33,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from lorachain.attribution.service import Attributor
 from lorachain.sidecar import wire
 from lorachain.sidecar.exact_engine import ExactEngine
 from lorachain.sidecar.scheduler import Scheduler
@@ -41,6 +47,8 @@ MAX_ARTIFACT = 1 << 30  # an adapter artifact uploaded with PUT /v1/lorachain/ar
 ENGINE_KEY = web.AppKey("engine", ExactEngine)
 SCHEDULER_KEY = web.AppKey("scheduler", Scheduler)
 NAME_KEY = web.AppKey("model_name", str)
+ATTRIBUTOR_KEY = web.AppKey("attributor", Attributor)
+MAX_RECORD = 1 << 30
 
 
 def msgpack_response(obj, status: int = 200) -> web.Response:
@@ -139,8 +147,11 @@ async def tokenizer(request: web.Request) -> web.Response:
 async def get_artifact(request: web.Request) -> web.Response:
     """An adapter's artifact bytes by content hash: a sidecar is a content-addressed source for others."""
     name = request.match_info["name"]
+    if name.endswith(".record"):
+        blob = await asyncio.to_thread(request.app[ATTRIBUTOR_KEY].blob, name.removesuffix(".record"))
+        return web.Response(body=blob, content_type="application/octet-stream")
     if not name.endswith(".safetensors"):
-        raise RequestError("artifact names are 0x<hash>.safetensors")
+        raise RequestError("artifact names are 0x<hash>.safetensors or 0x<hash>.record")
     blob = await asyncio.to_thread(request.app[ENGINE_KEY].store.artifact, name.removesuffix(".safetensors"))
     return web.Response(body=blob, content_type="application/octet-stream")
 
@@ -148,13 +159,7 @@ async def get_artifact(request: web.Request) -> web.Response:
 async def put_artifact(request: web.Request) -> web.Response:
     """Register artifact bytes under their content hash (rejected unless they hash to it)."""
     adapter_id = request.match_info["name"].removesuffix(".safetensors")
-    chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(1 << 20):  # streamed: artifacts may exceed MAX_BODY
-        size += len(chunk)
-        if size > MAX_ARTIFACT:
-            raise web.HTTPRequestEntityTooLarge(max_size=MAX_ARTIFACT, actual_size=size)
-        chunks.append(chunk)
-    blob = b"".join(chunks)
+    blob = await _read_streamed(request, MAX_ARTIFACT)
     info = await asyncio.to_thread(request.app[ENGINE_KEY].store.import_artifact, blob, adapter_id)
     return msgpack_response(info.to_dict())
 
@@ -162,6 +167,37 @@ async def put_artifact(request: web.Request) -> web.Response:
 async def adapter_info(request: web.Request) -> web.Response:
     info = await asyncio.to_thread(request.app[ENGINE_KEY].store.info, request.match_info["adapter_id"])
     return msgpack_response(info.to_dict())
+
+
+async def put_record(request: web.Request) -> web.Response:
+    """Keep a training record under its content hash (checked on the way in)."""
+    blob = await _read_streamed(request, MAX_RECORD)
+    info = await asyncio.to_thread(request.app[ATTRIBUTOR_KEY].put, blob, request.match_info["record_id"])
+    return msgpack_response(info)
+
+
+async def record_info(request: web.Request) -> web.Response:
+    return msgpack_response(await asyncio.to_thread(request.app[ATTRIBUTOR_KEY].info, request.match_info["record_id"]))
+
+
+async def attribute(request: web.Request) -> web.Response:
+    query = wire.decode_attribute(await _msgpack_body(request))
+    attributor = request.app[ATTRIBUTOR_KEY]
+    method, rows = await asyncio.to_thread(
+        attributor.attribute, query.record, query.adapter_id, query.prompt_ids, query.output_ids, query.method,
+        query.top_k, query.snapshots,
+    )  # fmt: skip
+    return msgpack_response(wire.encode_attribution(int(method), rows))
+
+
+async def _read_streamed(request: web.Request, limit: int) -> bytes:
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(1 << 20):  # streamed: may exceed MAX_BODY
+        size += len(chunk)
+        if size > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -179,6 +215,7 @@ def build_app(engine: ExactEngine, scheduler: Scheduler, model_name: str) -> web
 
     app = web.Application(client_max_size=MAX_BODY, middlewares=[errors_middleware])
     app[ENGINE_KEY], app[SCHEDULER_KEY], app[NAME_KEY] = engine, scheduler, model_name
+    app[ATTRIBUTOR_KEY] = Attributor(engine, engine.store.directory / "records", scheduler.run_exclusive)
     app.router.add_post("/v1/lorachain/generate", generate)
     app.router.add_post("/v1/lorachain/generate_batch", generate_batch)
     app.router.add_post("/v1/lorachain/adapters/load", load_adapter)
@@ -189,6 +226,9 @@ def build_app(engine: ExactEngine, scheduler: Scheduler, model_name: str) -> web
     app.router.add_get("/v1/lorachain/artifacts/{name}", get_artifact)
     app.router.add_put("/v1/lorachain/artifacts/{name}", put_artifact)
     app.router.add_get("/v1/lorachain/adapters/{adapter_id}", adapter_info)
+    app.router.add_put("/v1/lorachain/records/{record_id}", put_record)
+    app.router.add_get("/v1/lorachain/records/{record_id}", record_info)
+    app.router.add_post("/v1/lorachain/attribute", attribute)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     openai_api.add_routes(app)

@@ -30,6 +30,11 @@ class UnknownAdapterError(SidecarError):
     code = "unknown_adapter"
 
 
+class UnknownRecordError(SidecarError):
+    status = 404
+    code = "unknown_record"
+
+
 class UnknownModelError(SidecarError):
     status = 404
     code = "unknown_model"

@@ -12,6 +12,9 @@ field, so a malformed body is answered with a 400 and never reaches the engine.
   adapter load      {path: str} -> {id, rank, alpha, target_modules, nbytes}
   adapter unload    {adapter_id: str} -> {unloaded: str}
   adapter merge     {adapter_ids: [str], weights_milli: [int]} -> {id, rank, alpha, target_modules, nbytes}
+  attribute request {record: bin(32), adapter_id: str, prompt_ids: [int], output_ids: [int], method: int,
+                     top_k: int, snapshots: [[datanet_id: int, root: bin(32)]]}
+  attribute result  {method: int, contributions: [[datanet_id, index, weight: int]]}
   error             {error: {message: str, type: str, code: str}}
 
 Each message has an ``encode_*`` (the sender's side) and a ``decode_*`` (the receiver's side).
@@ -19,6 +22,7 @@ Each message has an ``encode_*`` (the sender's side) and a ``decode_*`` (the rec
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -35,6 +39,7 @@ from lorachain.sidecar.types import (
     SidecarError,
     UnknownAdapterError,
     UnknownModelError,
+    UnknownRecordError,
 )
 
 MAX_PROMPT_IDS = 1 << 16
@@ -49,6 +54,7 @@ _ERROR_CLASSES = {
         CheckpointError,
         UnknownAdapterError,
         UnknownModelError,
+        UnknownRecordError,
         IncompatibleAdapterError,
         CorruptArtifactError,
     )
@@ -252,3 +258,64 @@ def _bytes32(value: Any, name: str) -> bytes:
     if not isinstance(value, bytes) or len(value) != 32:
         raise RequestError(f"{name} must be 32 bytes")
     return value
+
+
+@dataclass(frozen=True)
+class AttributeRequest:
+    record: bytes
+    adapter_id: str
+    prompt_ids: tuple[int, ...]
+    output_ids: tuple[int, ...]
+    method: int
+    top_k: int
+    snapshots: tuple[tuple[int, bytes], ...]
+
+
+MAX_TOP_K = 64
+MAX_SNAPSHOTS = 16
+
+
+def encode_attribute(request: AttributeRequest) -> dict:
+    return {
+        "record": request.record, "adapter_id": request.adapter_id, "prompt_ids": list(request.prompt_ids),
+        "output_ids": list(request.output_ids), "method": request.method, "top_k": request.top_k,
+        "snapshots": [[d, r] for d, r in request.snapshots],
+    }  # fmt: skip
+
+
+def decode_attribute(obj: Any) -> AttributeRequest:
+    if not isinstance(obj, dict):
+        raise RequestError("an attribute request must be a map")
+    record = _bytes32(obj.get("record"), "record")
+    adapter_id = decode_string_field(obj, "adapter_id")
+    prompt = _int_list(obj.get("prompt_ids"), "prompt_ids", MAX_PROMPT_IDS)
+    output = _int_list(obj.get("output_ids"), "output_ids", MAX_PROMPT_IDS)
+    method, top_k = obj.get("method"), obj.get("top_k")
+    if not _is_int(method) or not 0 <= method <= 255:
+        raise RequestError("method must be an integer in 0..255")
+    if not _is_int(top_k) or not 1 <= top_k <= MAX_TOP_K:
+        raise RequestError(f"top_k must be an integer in 1..{MAX_TOP_K}")
+    snapshots = obj.get("snapshots")
+    if not isinstance(snapshots, list) or not 1 <= len(snapshots) <= MAX_SNAPSHOTS:
+        raise RequestError(f"snapshots must list 1..{MAX_SNAPSHOTS} [datanet_id, root] pairs")
+    pairs = []
+    for entry in snapshots:
+        if not isinstance(entry, list) or len(entry) != 2 or not _is_int(entry[0]) or entry[0] < 0:
+            raise RequestError("each snapshot is [datanet_id, root]")
+        pairs.append((entry[0], _bytes32(entry[1], "snapshot root")))
+    return AttributeRequest(record, adapter_id, tuple(prompt), tuple(output), method, top_k, tuple(pairs))
+
+
+def encode_attribution(method: int, contributions: list[tuple[int, int, int]]) -> dict:
+    return {"method": method, "contributions": [list(c) for c in contributions]}
+
+
+def decode_attribution(obj: Any) -> tuple[int, list[tuple[int, int, int]]]:
+    if not isinstance(obj, dict) or not _is_int(obj.get("method")) or not isinstance(obj.get("contributions"), list):
+        raise RequestError("an attribution result is {method, contributions}")
+    rows = []
+    for entry in obj["contributions"]:
+        if not isinstance(entry, list) or len(entry) != 3 or not all(_is_int(v) and v >= 0 for v in entry):
+            raise RequestError("each contribution is [datanet_id, index, weight] of non-negative integers")
+        rows.append((entry[0], entry[1], entry[2]))
+    return obj["method"], rows
