@@ -160,14 +160,14 @@ def build_training_record(
 ) -> bytes:
     """The encoded record of the adapter in ``adapter_dir`` trained on ``examples`` (objects with
     ``datanet_id``, ``index``, ``content_hash``, ``text``); ``held_out`` lists ``(datanet_id, index)`` of
-    examples not trained on (also read from ``training["heldout"]`` when given there)."""
+    examples not trained on (also read from the factory report's ``training["heldout_examples"]``)."""
     import tempfile
 
     from lorachain.attribution.datainf import precompute, quantize
     from lorachain.attribution.gradients import GradientFeatures
     from lorachain.sidecar.exact_engine import DEFAULT_CACHE, load_engine
 
-    held = {tuple(x) for x in held_out} | {tuple(x) for x in training.get("heldout", [])}
+    held = {tuple(x) for x in held_out} | {tuple(x) for x in training.get("heldout_examples", [])}
     rows = [RecordExample(e.datanet_id, e.index, bytes(e.content_hash), bytes(e.text),
                           (e.datanet_id, e.index) in held) for e in examples]  # fmt: skip
     with tempfile.TemporaryDirectory() as scratch:
