@@ -160,14 +160,15 @@ def build_training_record(
 ) -> bytes:
     """The encoded record of the adapter in ``adapter_dir`` trained on ``examples`` (objects with
     ``datanet_id``, ``index``, ``content_hash``, ``text``); ``held_out`` lists ``(datanet_id, index)`` of
-    examples not trained on (also read from the factory report's ``training["heldout_examples"]``)."""
+    examples not trained on (also read from the factory report's ``training["heldout"]``)."""
     import tempfile
 
     from lorachain.attribution.datainf import precompute, quantize
     from lorachain.attribution.gradients import GradientFeatures
     from lorachain.sidecar.exact_engine import DEFAULT_CACHE, load_engine
 
-    held = {tuple(x) for x in held_out} | {tuple(x) for x in training.get("heldout_examples", [])}
+    listed = training.get("heldout", [])
+    held = {tuple(x) for x in held_out} | {tuple(x) for x in listed if isinstance(x, list | tuple)}
     rows = [RecordExample(e.datanet_id, e.index, bytes(e.content_hash), bytes(e.text),
                           (e.datanet_id, e.index) in held) for e in examples]  # fmt: skip
     with tempfile.TemporaryDirectory() as scratch:
