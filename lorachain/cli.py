@@ -99,8 +99,9 @@ def cmd_node(args: argparse.Namespace) -> int:
             raise SystemExit(str(exc)) from None
         if rollup.l2_chain_id != chain.chain_id:
             raise SystemExit(f"rollup config is for chain {rollup.l2_chain_id}, the datadir holds {chain.chain_id}")
+        from lorachain.da_client.client import DAClient
+
         if args.role == "validator":
-            from lorachain.da_client.client import DAClient
             from lorachain.node.rollup.derivation import Deriver
 
             config.deriver = Deriver(rollup, L1Client(args.l1), chain, Path(datadir) / "derivation.json",
@@ -109,7 +110,7 @@ def cmd_node(args: argparse.Namespace) -> int:
             config.divergence_report = Path(datadir) / "divergence.json"
             config.mining = MINING_MANUAL
         else:
-            config.sequencer = Sequencer(rollup, L1Client(args.l1))
+            config.sequencer = Sequencer(rollup, L1Client(args.l1), da=DAClient(args.da) if args.da else None)
             config.fault = args.fault
         if args.coinbase == "0x" + "00" * 20:  # priority fees go to the SequencerFeeVault, as on OP Stack chains
             from lorachain.node.rollup.l2_fees import SEQUENCER_FEE_VAULT
@@ -239,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--l1", help="L1 JSON-RPC URL: the sequencer's L1 origins and deposits, the validator's source")
     p.add_argument("--role", choices=["sequencer", "validator"], default="sequencer",
                    help="with --rollup-config: build the L2 (sequencer) or derive it from L1 + DA (validator)")
-    p.add_argument("--da", help="validator: DA server URL (eigenda-proxy API) for alt-DA commitments")
+    p.add_argument("--da", help="DA server URL (eigenda-proxy API): alt-DA batches for derivation and the safe head")
     p.add_argument("--sequencer", help="validator: the sequencer's JSON-RPC URL, to compare every derived block")
     # tests only: a lying sequencer, for the validator's divergence checks
     p.add_argument("--fault", choices=["tamper-state"], default=None, help=argparse.SUPPRESS)

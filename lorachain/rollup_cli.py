@@ -15,6 +15,7 @@ from lorachain.node.rollup.outputs import L2_TO_L1_MESSAGE_PASSER
 
 DEFAULT_BATCHER_INDEX = 9  # the 10th devnet account posts batches; the first ones stay for users
 DEFAULT_PROPOSER_INDEX = 8  # the 9th proposes output roots
+GAS_PRICE_ORACLE = bytes.fromhex("420000000000000000000000000000000000000f")  # the L1-fee oracle (Ecotone)
 
 
 def batch_inbox_address(l2_chain_id: int) -> bytes:
@@ -25,12 +26,15 @@ def batch_inbox_address(l2_chain_id: int) -> bytes:
 
 
 def op_stack_genesis(chain_id: int = DEVNET_CHAIN_ID, with_predeploys: bool = True) -> dict[str, Any]:
-    """The devnet genesis as an OP Stack L2: config.optimism, the L1Block and L2ToL1MessagePasser predeploys."""
+    """The devnet genesis as an OP Stack L2: config.optimism, the L1Block, L2ToL1MessagePasser and GasPriceOracle
+    predeploys (code only: none of them needs initial storage)."""
     from lorachain.toolchain.solc import load_artifact
 
     raw = devnet_genesis(chain_id=chain_id, with_predeploys=with_predeploys)
     raw["config"]["optimism"] = {"eip1559Elasticity": 6, "eip1559Denominator": 50, "eip1559DenominatorCanyon": 250}
-    for address, name in ((L1_BLOCK_ADDRESS, "L1Block"), (L2_TO_L1_MESSAGE_PASSER, "L2ToL1MessagePasser")):
+    predeploys = ((L1_BLOCK_ADDRESS, "L1Block"), (L2_TO_L1_MESSAGE_PASSER, "L2ToL1MessagePasser"),
+                  (GAS_PRICE_ORACLE, "GasPriceOracle"))  # fmt: skip
+    for address, name in predeploys:
         raw["alloc"]["0x" + address.hex()] = {"balance": "0x0", "code": load_artifact(name)["deployedBytecode"]}
     return raw
 

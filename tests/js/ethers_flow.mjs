@@ -33,6 +33,22 @@ function waitFor(what, ms, register) {
     });
 }
 
+/**
+ * Remove every listener of a WebSocketProvider and wait until the node has answered the eth_unsubscribe
+ * calls that sends, so that destroying the provider afterwards cancels nothing.
+ *
+ * ethers 6.17's SocketSubscriber.stop() fires eth_unsubscribe without handing back its promise, so
+ * removeAllListeners() resolves before the node answers; a destroy() in that window rejects the request
+ * ("provider destroyed; cancelled request", operation "eth_unsubscribe"), an unhandled rejection that
+ * fails the script. The provider writes requests in the order they are made and the node answers one
+ * connection's requests in order, so a request made after the unsubscriptions is answered after them.
+ */
+async function unsubscribeAll(ws) {
+    await ws.removeAllListeners();
+    await new Promise((resolve) => setTimeout(resolve, 0)); // the stop() callbacks have queued eth_unsubscribe
+    await ws.send("eth_blockNumber", []); // answered after every eth_unsubscribe queued before it
+}
+
 /** Run `promise`, which must reject; return the error. */
 async function rejection(what, promise) {
     try {
@@ -253,7 +269,7 @@ async function main() {
         assert.equal(event.payload.log.transactionHash, secondTx.hash);
         assert.equal(event.payload.log.blockNumber, secondReceipt.blockNumber);
         await wsBoard.removeAllListeners();
-        await ws.removeAllListeners();
+        await unsubscribeAll(ws);
         assert.equal(await board.count(), 2n, "count() after the second post");
         summary.ws = {
             blockEvent: blockNumber,

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from eth.abc import BlockAPI, SignedTransactionAPI
 from eth.vm.forks.cancun.state import fake_exponential
 
+from lorachain.da_client.client import DAClient
 from lorachain.node.rollup.config import L1BlockRef, RollupConfig
 from lorachain.node.rollup.deposit_vm import deposit_of, deposit_transaction, is_deposit
 from lorachain.node.rollup.l1_client import L1Client, L1RpcError, L1Unavailable
@@ -56,9 +57,10 @@ def origin_of(block: BlockAPI) -> L1BlockInfo | None:
 
 
 class Sequencer:
-    def __init__(self, config: RollupConfig, l1: L1Client) -> None:
+    def __init__(self, config: RollupConfig, l1: L1Client, da: DAClient | None = None) -> None:
         self.config = config
         self.l1 = l1
+        self.da = da  # not for building blocks: the node reads its batches back through it (rollup.safe_head)
 
     def l1_block(self, number: int) -> L1BlockHeader | None:
         raw = self.l1.block_by_number(number)

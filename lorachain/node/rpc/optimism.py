@@ -1,13 +1,47 @@
-"""The ``optimism_`` namespace op-node serves, as far as the execution node knows it (OP Stack chains only)."""
+"""The ``optimism_`` namespace op-node serves, as far as the execution node knows it (OP Stack chains only).
+
+- ``optimism_outputAtBlock(block)``: the v0 output root of an L2 block.
+- ``optimism_syncStatus()``: op-node's ``SyncStatus`` object. L1 block refs are ``{hash, number, parentHash,
+  timestamp}``, L2 block refs add ``l1origin {hash, number}`` and ``sequenceNumber`` (numbers as JSON numbers,
+  as op-node writes them). ``head_l1``, ``safe_l1`` and ``finalized_l1`` are the L1 node's ``latest``,
+  ``safe`` and ``finalized`` blocks (a zero ref where the L1 has none); ``current_l1`` is the last L1 block
+  derivation has read; ``unsafe_l2`` is the node's head. ``safe_l2``: on the validator its derived head; on
+  the sequencer the last of its blocks whose batch was read back from L1 (:mod:`rollup.safe_head`).
+  ``finalized_l2``: the safe head as of the L1's finalized block. Without interop and span batches,
+  ``pending_safe_l2`` and ``local_safe_l2`` equal ``safe_l2``, ``cross_unsafe_l2`` equals ``unsafe_l2``, and the
+  deprecated ``current_l1_finalized`` equals ``finalized_l1``.
+- ``optimism_rollupConfig()``: the rollup.json the node loaded. ``optimism_version()``: the node's version.
+
+The last three need a rollup role (``--rollup-config``); an OP Stack chain run without one answers them as
+geth answers an unknown method (-32601).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from eth.abc import BlockHeaderAPI
+
+from lorachain import __version__
 from lorachain.node.node import Node
+from lorachain.node.rollup.config import RollupConfig
+from lorachain.node.rollup.l1_client import L1Client, L1RpcError, L1Unavailable
 from lorachain.node.rollup.outputs import OUTPUT_VERSION_V0, output_at
+from lorachain.node.rollup.safe_head import Finality, SafeHeadTracker
+from lorachain.node.rollup.sequencer import origin_of
 from lorachain.node.rpc import codec
 from lorachain.node.rpc.blocks import resolve_block
+from lorachain.node.rpc.errors import METHOD_NOT_FOUND, RpcError, server_error
+
+ZERO_HASH = "0x" + "00" * 32
+ZERO_L1_REF = {"hash": ZERO_HASH, "number": 0, "parentHash": ZERO_HASH, "timestamp": 0}
+
+
+def _l1_ref(raw: dict[str, Any] | None) -> dict[str, Any]:
+    if raw is None:
+        return dict(ZERO_L1_REF)
+    return {"hash": raw["hash"], "number": int(raw["number"], 16), "parentHash": raw["parentHash"],
+            "timestamp": int(raw["timestamp"], 16)}  # fmt: skip
 
 
 class OptimismApi:
@@ -15,6 +49,14 @@ class OptimismApi:
 
     def __init__(self, node: Node) -> None:
         self.node = node
+        role = node.config.sequencer or node.config.deriver
+        self.rollup: RollupConfig | None = role.config if role is not None else None
+        self.l1: L1Client | None = role.l1 if role is not None else None
+        self._tracker: SafeHeadTracker | None = None
+        if node.config.sequencer is not None and node.config.deriver is None:
+            self._tracker = SafeHeadTracker(self.rollup, self.l1, node.chain, da=node.config.sequencer.da)
+        self._finality = Finality(node.chain.header_by_number(0))  # the validator's
+        self._started_at = node.chain.head  # a validator's head at start: what it derived before is not tracked
 
     def optimism_outputAtBlock(self, block: Any) -> dict[str, Any]:
         """The v0 output root of an L2 block, with the block's reference and the roots it commits to."""
@@ -31,4 +73,82 @@ class OptimismApi:
             },
             "withdrawalStorageRoot": codec.data(output.withdrawal_storage_root),
             "stateRoot": codec.data(header.state_root),
+        }
+
+    # -- op-node's rollup-node API ---------------------------------------------------------------
+    def _rollup(self, method: str) -> RollupConfig:
+        if self.rollup is None:
+            raise RpcError(METHOD_NOT_FOUND, f"the method {method} does not exist/is not available")
+        return self.rollup
+
+    def optimism_rollupConfig(self) -> dict[str, Any]:
+        return self._rollup("optimism_rollupConfig").to_json()
+
+    def optimism_version(self) -> str:
+        self._rollup("optimism_version")
+        return f"v{__version__}-lorachain"
+
+    def optimism_syncStatus(self) -> dict[str, Any]:
+        rollup = self._rollup("optimism_syncStatus")
+        assert self.l1 is not None
+        chain = self.node.chain
+        try:
+            unsafe = chain.head
+            if self._tracker is not None:  # the sequencer: what its batches on L1 make safe
+                self._tracker.step()
+                safe, next_l1 = self._tracker.safe, self._tracker.next_l1
+                finality = self._tracker.finality
+            else:  # the validator: every block it derived is safe
+                deriver = self.node.config.deriver
+                safe, next_l1, finality = unsafe, deriver.next_l1, self._finality
+                if safe.hash != self._started_at.hash or safe.block_number == 0:
+                    finality.record(next_l1 - 1, safe)
+            current_l1 = _l1_ref(self.l1.block_by_number(max(next_l1 - 1, rollup.genesis_l1.number)))
+            # read after what derivation read, oldest first: as the L1 moves, current and finalized <= safe <= head
+            finalized_l1, safe_l1, head_l1 = (self._l1_tag(tag) for tag in ("finalized", "safe", "latest"))
+        except (L1Unavailable, L1RpcError) as exc:
+            raise server_error(f"the L1 node cannot be read: {exc}") from None
+        finalized = finality.update(finalized_l1["number"])
+        if not chain.is_canonical(finalized) or finalized.block_number > safe.block_number:
+            finalized = safe if chain.is_canonical(safe) else chain.header_by_number(0)
+        safe_ref, unsafe_ref = self._l2_ref(safe), self._l2_ref(unsafe)
+        return {
+            "current_l1": current_l1,
+            "current_l1_finalized": finalized_l1,
+            "head_l1": head_l1,
+            "safe_l1": safe_l1,
+            "finalized_l1": finalized_l1,
+            "unsafe_l2": unsafe_ref,
+            "safe_l2": safe_ref,
+            "finalized_l2": self._l2_ref(finalized),
+            "pending_safe_l2": safe_ref,
+            "cross_unsafe_l2": unsafe_ref,
+            "local_safe_l2": safe_ref,
+        }
+
+    def _l1_tag(self, tag: str) -> dict[str, Any]:
+        assert self.l1 is not None
+        try:
+            return _l1_ref(self.l1.call("eth_getBlockByNumber", tag, False))
+        except L1RpcError:
+            if tag == "latest":
+                raise
+            return dict(ZERO_L1_REF)  # an L1 without safe/finalized blocks (op-node: an empty ref)
+
+    def _l2_ref(self, header: BlockHeaderAPI) -> dict[str, Any]:
+        assert self.rollup is not None
+        if header.block_number == 0:
+            origin_hash, origin_number, sequence = self.rollup.genesis_l1.hash, self.rollup.genesis_l1.number, 0
+        else:
+            info = origin_of(self.node.chain.block_by_header(header))
+            if info is None:
+                raise server_error(f"L2 block #{header.block_number} records no L1 origin")
+            origin_hash, origin_number, sequence = info.l1_block_hash, info.l1_number, info.sequence_number
+        return {
+            "hash": codec.data(header.hash),
+            "number": header.block_number,
+            "parentHash": codec.data(header.parent_hash),
+            "timestamp": header.timestamp,
+            "l1origin": {"hash": codec.data(origin_hash), "number": origin_number},
+            "sequenceNumber": sequence,
         }
