@@ -80,6 +80,10 @@ def cmd_node(args: argparse.Namespace) -> int:
         from lorachain.precompiles.sidecar_client import SidecarClient
 
         chain.inference.client = SidecarClient(args.sidecar)
+        if args.fault == "tamper-ai-output" and args.role == "sequencer":  # tests only: a lying sequencer
+            from lorachain.node.rollup.faults import TamperedInference
+
+            chain.inference.client = TamperedInference(chain.inference.client)
     if args.adapter_source:
         from lorachain.precompiles.adapter_sources import AdapterSources
 
@@ -243,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--da", help="DA server URL (eigenda-proxy API): alt-DA batches for derivation and the safe head")
     p.add_argument("--sequencer", help="validator: the sequencer's JSON-RPC URL, to compare every derived block")
     # tests only: a lying sequencer, for the validator's divergence checks
-    p.add_argument("--fault", choices=["tamper-state"], default=None, help=argparse.SUPPRESS)
+    p.add_argument("--fault", choices=["tamper-state", "tamper-ai-output"], default=None, help=argparse.SUPPRESS)
     p.add_argument("--profile", help="write a cProfile of the node's run to this file on exit")
     p.add_argument("--allow-unprotected-txs", action="store_true", help="accept legacy txs without chain id")
     p.set_defaults(func=cmd_node)

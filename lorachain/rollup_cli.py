@@ -69,6 +69,9 @@ def add_commands(sub: Any) -> None:
     q.add_argument("--state", required=True, help="state file (progress and the unsettled transaction)")
     q.add_argument("--poll", type=float, default=1.0, help="seconds between rounds when nothing is new")
     q.add_argument("--max-blocks", type=int, default=50, help="L2 blocks per channel")
+    # tests only: a misbehaving batcher, for the validator's fault tests (lorachain.node.rollup.batcher.FAULTS)
+    q.add_argument("--fault", choices=["withhold-da", "malformed-frames", "duplicate-batches", "out-of-order-frames"],
+                   default=None, help=argparse.SUPPRESS)  # fmt: skip
     q.set_defaults(func=cmd_batcher)
 
 
@@ -128,7 +131,8 @@ def cmd_batcher(args: argparse.Namespace) -> int:
     config = RollupConfig.load(Path(args.rollup_config))
     key = _key(args.key, DEFAULT_BATCHER_INDEX)
     batcher = Batcher(config, L1Client(args.l1), L1Client(args.l2), key, Path(args.state),
-                      da=DAClient(args.da) if args.da else None, max_blocks_per_channel=args.max_blocks)  # fmt: skip
+                      da=DAClient(args.da) if args.da else None, max_blocks_per_channel=args.max_blocks,
+                      fault=args.fault)  # fmt: skip
     batcher.run(args.poll)
     return 0
 

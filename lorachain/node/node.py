@@ -121,7 +121,8 @@ class Node:
             try:
                 before = self.chain.head.block_number
                 deriver.step()
-                caught_up = deriver.next_l1 > deriver.l1.block_number() - deriver.config.l1_confirmations
+                caught_up = deriver.stalled is not None or (  # held back by missing DA data: poll, don't spin
+                    deriver.next_l1 > deriver.l1.block_number() - deriver.config.l1_confirmations)  # fmt: skip
                 if self.chain.head.block_number != before:
                     self.pool.reset()
             except Exception:

@@ -9,6 +9,18 @@ than one calldata transaction's frames goes out as several transactions.
 Restart-safe: before a transaction is sent its signed bytes are written to the state file; after its
 receipt, the progress. A restarted batcher first settles a pending transaction (mined: move on; not
 mined: send the very same bytes again, same nonce), so no block is lost and none is posted twice.
+
+Test-only faults (``fault``, never on by default; `lorachain rollup batcher --fault`, hidden from --help) make
+a misbehaving batcher for the validator's tests:
+
+- ``withhold-da``: the first payload's commitment goes to L1 but the payload never to the DA server (the
+  commitment is the one the local DA server would issue; the payload is kept in ``<state>.withheld/`` so a
+  test can publish it later); the rest is posted as usual;
+- ``malformed-frames``: before each channel, a transaction of truncated frames, and frames of two bad channels
+  (not decompressible; a batch that does not decode) beside the first valid frame;
+- ``duplicate-batches``: every batch twice in its channel, the first frame posted twice, then the whole
+  channel posted again;
+- ``out-of-order-frames``: each channel cut into (at least) three frames, posted last frame first.
 """
 
 from __future__ import annotations
@@ -25,18 +37,20 @@ from eth_account import Account
 from eth_utils import to_checksum_address
 
 from lorachain.da_client.client import DABadRequest, DAClient, DAError, DAUnavailable, DerivationError
-from lorachain.da_client.commitment import encode_altda_calldata
+from lorachain.da_client.commitment import CommitmentMode, encode_altda_calldata
+from lorachain.da_client.local_cert import LocalCert
 from lorachain.node.rollup.batches import SingularBatch
 from lorachain.node.rollup.channels import Compression, channel_frames, compress_batches
 from lorachain.node.rollup.config import RollupConfig
 from lorachain.node.rollup.deposits import DEPOSIT_TX_TYPE, DepositTx
-from lorachain.node.rollup.frames import encode_frames_calldata
+from lorachain.node.rollup.frames import Frame, encode_frames_calldata
 from lorachain.node.rollup.l1_client import L1Client, L1RpcError
 from lorachain.node.rollup.l1_info import L1BlockInfo
 
 log = logging.getLogger("lorachain.batcher")
 
 CALLDATA_FRAME_SIZE = 120_000  # keeps one batcher transaction well under L1's 128 KiB tx-size limit
+FAULTS = ("withhold-da", "malformed-frames", "duplicate-batches", "out-of-order-frames")  # tests only
 
 
 class BatcherError(RuntimeError):
@@ -96,6 +110,7 @@ class Batcher:
         max_blocks_per_channel: int = 50,
         max_frame_data: int = CALLDATA_FRAME_SIZE,
         compression: Compression = Compression.BROTLI,
+        fault: str | None = None,
     ) -> None:
         self.config, self.l1, self.l2, self.da = config, l1, l2, da
         self.account = Account.from_key(key)
@@ -107,6 +122,11 @@ class Batcher:
         self.compression = compression
         self.posted_via_da = 0
         self.posted_as_calldata = 0
+        if fault is not None and fault not in FAULTS:
+            raise BatcherError(f"unknown batcher fault {fault!r} (one of {', '.join(FAULTS)})")
+        self.fault = fault
+        withheld = state_path.with_name(state_path.name + ".withheld")
+        self.withheld = len(list(withheld.iterdir())) if withheld.is_dir() else 0  # once, across restarts too
 
     # -- one round -------------------------------------------------------------------------------
     def step(self) -> int:
@@ -121,17 +141,43 @@ class Batcher:
             batch_of_raw_block(n, bytes.fromhex(self.l2.call("debug_getRawBlock", hex(n))[2:]))
             for n in range(first, last + 1)
         ]
-        channel = compress_batches([b.encode() for b in batches], self.compression)
-        frames = channel_frames(os.urandom(16), channel, self.max_frame_data)
+        encoded = [b.encode() for b in batches]
+        if self.fault == "duplicate-batches":
+            encoded = [batch for batch in encoded for _ in range(2)]
+        channel = compress_batches(encoded, self.compression)
+        frame_size = self.max_frame_data
+        if self.fault in ("out-of-order-frames", "duplicate-batches"):  # several frames to reorder / repeat
+            frame_size = max(1, min(frame_size, -(-len(channel) // (3 if self.fault == "out-of-order-frames" else 2))))
+        frames = channel_frames(os.urandom(16), channel, frame_size)
         payloads = [encode_frames_calldata(frames[i : i + 1]) for i in range(len(frames))]
+        payloads = self._faulty(frames, payloads)
         for index, payload in enumerate(payloads):
             through = last if index == len(payloads) - 1 else first - 1
             self._post(payload, through)
         log.info("posted L2 blocks #%d-#%d in %d frame(s)", first, last, len(payloads))
         return last - first + 1
 
+    def _faulty(self, frames: list[Frame], payloads: list[bytes]) -> list[bytes]:
+        """The payloads a misbehaving batcher posts for one channel (tests only; see the module doc)."""
+        if self.fault == "out-of-order-frames":
+            log.warning("fault out-of-order-frames: posting %d frames last first", len(payloads))
+            return payloads[::-1]
+        if self.fault == "duplicate-batches":
+            log.warning("fault duplicate-batches: every batch twice, the first frame twice, the channel twice")
+            return [payloads[0], *payloads, *payloads]
+        if self.fault == "malformed-frames":
+            log.warning("fault malformed-frames: a truncated frame and two bad channels before the channel")
+            truncated = encode_frames_calldata(frames[:1])[:-1]  # the closing byte of the last frame is missing
+            undecompressible = Frame(os.urandom(16), 0, b"\x01\xff\xff\xff\xff", True)
+            bad_batch = Frame(os.urandom(16), 0, compress_batches([b"\x00\xc3\x01\x02\x03"], self.compression), True)
+            return [truncated, encode_frames_calldata([undecompressible, bad_batch, frames[0]]), *payloads[1:]]
+        return payloads
+
     def _post(self, frames_payload: bytes, through: int) -> None:
         data = frames_payload
+        if self.fault == "withhold-da" and self.da is not None and self.withheld == 0:
+            self._send(encode_altda_calldata(self._withhold(frames_payload)), through)
+            return
         if self.da is not None:
             try:
                 data = encode_altda_calldata(self.da.put(frames_payload))
@@ -145,6 +191,16 @@ class Batcher:
         else:
             self.posted_as_calldata += 1
         self._send(data, through)
+
+    def _withhold(self, payload: bytes) -> bytes:
+        """The commitment the local DA server would give ``payload``, which it is never given (tests only)."""
+        commitment = LocalCert.for_payload(payload)[0].encode().encode(CommitmentMode.OP_GENERIC)
+        folder = self.state.path.with_name(self.state.path.name + ".withheld")
+        folder.mkdir(exist_ok=True)
+        (folder / f"0x{commitment.hex()}.bin").write_bytes(payload)
+        self.withheld += 1
+        log.warning("fault withhold-da: commitment 0x%s posted, its data kept from the DA server", commitment.hex())
+        return commitment
 
     def _send(self, data: bytes, through: int) -> None:
         nonce = int(self.l1.call("eth_getTransactionCount", self.account.address, "pending"), 16)

@@ -16,9 +16,17 @@ only), and the batch's transactions. A block that cannot hold every transaction 
 Deviation from op-node, on purpose for this chain: L2 timestamps follow the sequencer's batches instead of
 ``parent + block_time``, span batches are not read, and the sequencing window is not enforced.
 
+Faults of the batcher's data are survived as the spec says, each with a log line and a metric: a malformed
+batcher transaction is skipped whole (:mod:`retrieval`), an unreadable channel is dropped, a frame seen before
+or past its channel's end is ignored, a batch already applied (posted twice) is skipped
+(``lorachain_derivation_old_batches_total``). Data the DA server does not give (withheld: 404, or the server
+down) holds derivation on that L1 block: nothing after it is read, the validator keeps serving its head and
+asks again every round (``lorachain_derivation_da_unavailable_total``, ``lorachain_derivation_da_stalled``)
+until the data appears.
+
 With a sequencer URL, every derived block is compared with the sequencer's block of that number; on the
-first mismatch the validator stops deriving and keeps the divergence report (:func:`divergence_report`):
-the block, the header fields that differ and the first differing transaction.
+first mismatch the validator stops deriving and keeps the divergence report (:mod:`divergence`): the block,
+the header fields that differ, the first differing transaction, receipt, state key and AI output token.
 """
 
 from __future__ import annotations
@@ -27,9 +35,11 @@ import dataclasses
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 from eth_utils import keccak
+from prometheus_client import Counter, Gauge
 
 from lorachain.da_client.client import DAClient
 from lorachain.node import metrics
@@ -38,15 +48,30 @@ from lorachain.node.rollup.batches import BatchError, SingularBatch
 from lorachain.node.rollup.channels import ChannelAssembler, ChannelError, decompress_channel, split_batches
 from lorachain.node.rollup.config import RollupConfig
 from lorachain.node.rollup.deposit_vm import deposit_transaction
+from lorachain.node.rollup.divergence import divergence_report, explain
 from lorachain.node.rollup.l1_client import L1Client
 from lorachain.node.rollup.l1_deposits import deposits_in_block
 from lorachain.node.rollup.l2_fees import SEQUENCER_FEE_VAULT
-from lorachain.node.rollup.retrieval import frames_in_l1_block
+from lorachain.node.rollup.retrieval import DataUnavailable, frames_in_l1_block
 from lorachain.node.rollup.sequencer import Sequencer, origin_of
 
 log = logging.getLogger("lorachain.derivation")
 
 CHANNEL_TIMEOUT = 50  # L1 blocks (Granite)
+STALL_LOG_EVERY_S = 30.0  # while the DA data is missing: a reminder this often
+
+__all__ = ["CHANNEL_TIMEOUT", "Deriver", "divergence_report"]
+
+DROPPED_CHANNELS = Counter("lorachain_derivation_dropped_channels_total", "Channels dropped (unreadable, timed out)",
+                           ["reason"], registry=metrics.REGISTRY)  # fmt: skip
+IGNORED_FRAMES = Counter("lorachain_derivation_ignored_frames_total",
+                         "Frames ignored by the channel bank (seen before, or past the channel's last frame)",
+                         registry=metrics.REGISTRY)  # fmt: skip
+OLD_BATCHES = Counter("lorachain_derivation_old_batches_total", "Batches skipped as already applied (posted again)",
+                      registry=metrics.REGISTRY)  # fmt: skip
+DA_UNAVAILABLE = Counter("lorachain_derivation_da_unavailable_total", "Rounds held back by missing DA data",
+                         registry=metrics.REGISTRY)  # fmt: skip
+DA_STALLED = Gauge("lorachain_derivation_da_stalled", "1 while derivation waits for DA data", registry=metrics.REGISTRY)
 
 
 def _load_resume(path: Path, start: int) -> int:
@@ -83,6 +108,8 @@ class Deriver:
         self.divergence: dict | None = None
         self.derived = 0
         self.dropped = 0
+        self.stalled: DataUnavailable | None = None  # the DA data derivation waits for
+        self._stalled_since = self._stall_logged = 0.0
 
     # -- one L1 block ----------------------------------------------------------------------------
     def step(self) -> int:
@@ -92,9 +119,22 @@ class Deriver:
         number = self.next_l1
         if number > self.l1.block_number() - self.config.l1_confirmations:
             return 0
-        for frame in frames_in_l1_block(self.l1, self.config, number, self.da):
+        try:
+            frames = frames_in_l1_block(self.l1, self.config, number, self.da)
+        except DataUnavailable as exc:
+            self._stall(number, exc)
+            return 0
+        if self.stalled is not None:
+            log.warning("DA data of batcher tx %s appeared after %.1fs: derivation goes on from L1 block #%d",
+                        self.stalled.tx_hash, time.monotonic() - self._stalled_since, number)  # fmt: skip
+            self.stalled = None
+            DA_STALLED.set(0)
+        for frame in frames:
             entry = self._channels.setdefault(frame.channel_id, (ChannelAssembler(frame.channel_id), number))
-            entry[0].add(frame)
+            if not entry[0].add(frame):
+                IGNORED_FRAMES.inc()
+                log.warning("ignoring frame %d of channel 0x%s (seen before, or past the channel's end)",
+                            frame.number, frame.channel_id.hex())  # fmt: skip
         derived = 0
         for channel_id, (assembler, opened) in sorted(self._channels.items(), key=lambda item: item[1][1]):
             if assembler.ready:
@@ -102,6 +142,7 @@ class Deriver:
                 derived += self._apply_channel(assembler)
             elif number - opened > self.channel_timeout:
                 log.warning("channel 0x%s timed out after %d L1 blocks", channel_id.hex(), number - opened)
+                DROPPED_CHANNELS.labels("timeout").inc()
                 del self._channels[channel_id]
         self.next_l1 = number + 1
         # A restart reads again from the oldest channel still open (its batches are not applied yet);
@@ -110,10 +151,25 @@ class Deriver:
         metrics.L1_POSITION.set(self.next_l1)
         return derived
 
+    def _stall(self, number: int, exc: DataUnavailable) -> None:
+        """Stay on L1 block ``number``: its batcher data is posted but the DA server does not give it."""
+        DA_UNAVAILABLE.inc()
+        DA_STALLED.set(1)
+        now = time.monotonic()
+        if self.stalled is None or self.stalled.tx_hash != exc.tx_hash:
+            self._stalled_since = self._stall_logged = now
+            log.warning("derivation held at L1 block #%d (L2 head #%d): %s; retrying", number,
+                        self.chain.head.block_number, exc)  # fmt: skip
+        elif now - self._stall_logged >= STALL_LOG_EVERY_S:
+            self._stall_logged = now
+            log.warning("derivation still held at L1 block #%d after %.0fs: %s", number, now - self._stalled_since, exc)
+        self.stalled = exc
+
     def _apply_channel(self, assembler: ChannelAssembler) -> int:
         try:
             raw_batches = split_batches(decompress_channel(assembler.data()))
         except ChannelError as exc:
+            DROPPED_CHANNELS.labels("unreadable").inc()
             log.warning("dropping channel 0x%s: %s", assembler.channel_id.hex(), exc)
             return 0
         applied = 0
@@ -121,6 +177,7 @@ class Deriver:
             try:
                 batch = SingularBatch.decode(raw)
             except BatchError as exc:
+                DROPPED_CHANNELS.labels("malformed_batch").inc()
                 log.warning("dropping the rest of channel 0x%s: %s", assembler.channel_id.hex(), exc)
                 break
             if self._apply(batch):
@@ -134,8 +191,11 @@ class Deriver:
         head = self.chain.head
         if batch.parent_hash != head.hash:
             if batch.timestamp > head.timestamp:
-                self._drop(batch, "its parent is not the head")
-            return False  # an older batch (already applied) or one for another chain
+                return self._drop(batch, "its parent is not the head")
+            OLD_BATCHES.inc()  # an older batch (already applied: posted again) or one for another chain
+            log.info("skipping batch at timestamp %d: not after the head's (%d), already applied", batch.timestamp,
+                     head.timestamp)  # fmt: skip
+            return False
         if batch.timestamp <= head.timestamp:
             return self._drop(batch, "timestamp not after the parent's")
         parent = self.chain.block_by_header(head)
@@ -188,31 +248,20 @@ class Deriver:
         theirs = self.sequencer.call("eth_getBlockByNumber", hex(block.number), True)
         if theirs is not None and theirs["hash"] == "0x" + block.hash.hex():
             return
-        self.divergence = divergence_report(block, theirs)
         metrics.DIVERGENCES.inc()
-        log.error("DIVERGENCE at L2 block #%d: derived 0x%s, sequencer %s", block.number, block.hash.hex(),
-                  theirs["hash"] if theirs else None)  # fmt: skip
+        log.error("DIVERGENCE at L2 block #%d: derived 0x%s, sequencer %s; derivation stops here", block.number,
+                  block.hash.hex(), theirs["hash"] if theirs else None)  # fmt: skip
+        report = explain(divergence_report(block, theirs), self.chain, block, self.sequencer)
+        self.divergence = report
+        log.error("DIVERGENCE at L2 block #%d: fields %s, first differing transaction %s, receipt %s, state key %s, "
+                  "AI output %s", block.number, report["differing_fields"], report["first_differing_transaction"],
+                  _brief(report.get("first_differing_receipt")), _brief(report.get("first_differing_state_key")),
+                  _brief(report.get("first_differing_ai_output")))  # fmt: skip
 
 
-def divergence_report(block, theirs: dict | None) -> dict:
-    """The first differing block, its differing header fields and the first differing transaction."""
-    ours = {"hash": "0x" + block.hash.hex(), "stateRoot": "0x" + block.header.state_root.hex(),
-            "transactionsRoot": "0x" + block.header.transaction_root.hex(),
-            "receiptsRoot": "0x" + block.header.receipt_root.hex(), "gasUsed": hex(block.header.gas_used),
-            "timestamp": hex(block.header.timestamp)}  # fmt: skip
-    report: dict = {"block": block.number, "derived": ours, "sequencer": None, "differing_fields": [],
-                    "first_differing_transaction": None}  # fmt: skip
-    if theirs is None:
-        return report
-    report["sequencer"] = {key: theirs.get(key) for key in ours}
-    report["differing_fields"] = [key for key in ours if theirs.get(key) != ours[key]]
-    their_txs = [tx["hash"] for tx in theirs.get("transactions", [])]
-    for index, tx in enumerate(block.transactions):
-        if index >= len(their_txs) or their_txs[index] != "0x" + tx.hash.hex():
-            report["first_differing_transaction"] = index
-            break
-    else:
-        if len(their_txs) > len(block.transactions):
-            report["first_differing_transaction"] = len(block.transactions)
-    return report
-
+def _brief(entry: dict | None) -> str | None:
+    if entry is None:
+        return None
+    keys = ("transaction", "hash", "address", "account_hash", "field", "fields", "slot", "call", "token_index",
+            "derived_token", "sequencer_token")  # fmt: skip
+    return json.dumps({k: entry[k] for k in keys if k in entry})

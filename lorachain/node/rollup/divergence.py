@@ -1,0 +1,441 @@
+"""The divergence report: where a derived block and the sequencer's block of the same number first differ.
+
+:func:`divergence_report` compares the headers and transaction lists; :func:`explain` goes on to the first
+transaction whose execution differs and to the first differing state key and AI output, by asking the
+sequencer the questions an operator would:
+
+- ``first_differing_receipt``: our receipts against ``debug_getRawReceipts`` (status, cumulative gas, logs);
+- ``first_differing_ai_output``: every call to the inference precompile, ours (re-traced here) against the
+  sequencer's ``callTracer`` trace, in order; the first pair whose returned :class:`InferenceOutput` differs
+  names the transaction, the call and the first differing output token;
+- ``first_differing_state_key``: each transaction's ``prestateTracer`` diff, ours against the sequencer's (the
+  first address, field and slot that differ); when no transaction's effects differ (a state edit no transaction
+  made), the state tries themselves are walked: the sequencer's trie nodes come from ``eth_getProof`` for
+  addresses (and slots) whose hashed keys lead to the node wanted, so the first differing key is found in key
+  order, and named by address where one the block touched hashes to it.
+
+Every part is best effort: a question the sequencer cannot answer leaves an entry in ``explain_errors``, never
+a lost report.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import rlp
+from eth_utils import keccak
+
+from lorachain.node.rollup.l1_client import L1Client
+from lorachain.node.tracing import BlockReplay, make_tracer
+from lorachain.precompiles.abi import InferenceOutput
+from lorachain.precompiles.inference import INFERENCE_ADDRESS
+
+log = logging.getLogger("lorachain.derivation")
+
+MAX_GRIND_NIBBLES = 5  # trie depth up to which the sequencer's nodes are looked up (16^5 hashes at most)
+_INFERENCE = "0x" + INFERENCE_ADDRESS.hex()
+_ACCOUNT_FIELDS = ("nonce", "balance", "storageRoot", "codeHash")
+_BLANK_ROOT = keccak(rlp.encode(b""))
+
+
+def _hex(value: bytes) -> str:
+    return "0x" + value.hex()
+
+
+def divergence_report(block, theirs: dict | None) -> dict:
+    """The first differing block, its differing header fields and the first differing transaction."""
+    ours = {"hash": _hex(block.hash), "stateRoot": _hex(block.header.state_root),
+            "transactionsRoot": _hex(block.header.transaction_root),
+            "receiptsRoot": _hex(block.header.receipt_root), "gasUsed": hex(block.header.gas_used),
+            "timestamp": hex(block.header.timestamp)}  # fmt: skip
+    report: dict = {"block": block.number, "derived": ours, "sequencer": None, "differing_fields": [],
+                    "first_differing_transaction": None}  # fmt: skip
+    if theirs is None:
+        return report
+    report["sequencer"] = {key: theirs.get(key) for key in ours}
+    report["differing_fields"] = [key for key in ours if theirs.get(key) != ours[key]]
+    their_txs = [tx["hash"] for tx in theirs.get("transactions", [])]
+    for index, tx in enumerate(block.transactions):
+        if index >= len(their_txs) or their_txs[index] != _hex(tx.hash):
+            report["first_differing_transaction"] = index
+            break
+    else:
+        if len(their_txs) > len(block.transactions):
+            report["first_differing_transaction"] = len(block.transactions)
+    return report
+
+
+def explain(report: dict, chain: Any, block: Any, sequencer: L1Client) -> dict:
+    """``report`` with the first differing receipt, AI output and state key added (as far as they are found)."""
+    report.setdefault("first_differing_receipt", None)
+    report.setdefault("first_differing_ai_output", None)
+    report.setdefault("first_differing_state_key", None)
+    errors: list[str] = []
+    if report.get("sequencer") is None or report.get("first_differing_transaction") is not None:
+        return report  # no sequencer block, or other transactions: their execution is not comparable
+    number = hex(block.number)
+    steps: list[tuple[str, Callable[[], Any]]] = [
+        ("first_differing_receipt", lambda: _receipts(chain, block, sequencer)),
+        ("first_differing_ai_output", lambda: _ai_outputs(chain, block, sequencer, number)),
+        ("first_differing_state_key", lambda: _state_by_transaction(chain, block, sequencer, number)),
+    ]
+    for key, step in steps:
+        try:
+            report[key] = step()
+        except Exception as exc:  # the sequencer could not say (no debug API, a replay error, ...): go on
+            errors.append(f"{key}: {type(exc).__name__}: {exc}")
+    if report["first_differing_state_key"] is None and "stateRoot" in report["differing_fields"]:
+        try:
+            report["first_differing_state_key"] = StateTrieDiff(chain, block, sequencer).first_difference()
+        except Exception as exc:
+            errors.append(f"state trie walk: {type(exc).__name__}: {exc}")
+    if errors:
+        report["explain_errors"] = errors
+        for error in errors:
+            log.warning("divergence report at #%d incomplete: %s", block.number, error)
+    return report
+
+
+# -- receipts ------------------------------------------------------------------------------------
+def _receipt_json(receipt: Any) -> dict:
+    return {
+        "status": hex(int.from_bytes(receipt.state_root, "big")) if len(receipt.state_root) <= 1 else None,
+        "cumulativeGasUsed": hex(receipt.gas_used),
+        "logs": [
+            {"address": _hex(entry.address), "topics": [_hex(t.to_bytes(32, "big")) for t in entry.topics],
+             "data": _hex(entry.data)}
+            for entry in receipt.logs
+        ],
+    }  # fmt: skip
+
+
+def _receipts(chain: Any, block: Any, sequencer: L1Client) -> dict | None:
+    ours = chain.receipts(block)
+    theirs = sequencer.call("debug_getRawReceipts", hex(block.number))
+    for index, tx in enumerate(block.transactions):
+        if index < len(theirs) and theirs[index] == _hex(ours[index].encode()):
+            continue
+        derived = _receipt_json(ours[index])
+        their = sequencer.call("eth_getTransactionReceipt", _hex(tx.hash)) or {}
+        sequencer_view = {"status": their.get("status"), "cumulativeGasUsed": their.get("cumulativeGasUsed"),
+                          "logs": [{"address": (entry.get("address") or "").lower(), "topics": entry.get("topics"),
+                                    "data": entry.get("data")} for entry in their.get("logs", [])]}  # fmt: skip
+        fields = [key for key in derived if derived[key] != sequencer_view[key]]
+        return {"transaction": index, "hash": _hex(tx.hash), "fields": fields or ["encoding"],
+                "derived": derived, "sequencer": sequencer_view}  # fmt: skip
+    return None
+
+
+# -- traces --------------------------------------------------------------------------------------
+def _our_traces(chain: Any, block: Any, tracer: str, config: dict | None = None) -> list[Any]:
+    replay = BlockReplay(chain, block)
+    results = []
+    for index in range(len(block.transactions)):
+        traced = make_tracer(tracer, config, None, None)
+        replay.apply_next(traced, last=index == len(block.transactions) - 1)
+        results.append(traced.result())
+    return results
+
+
+def _their_traces(sequencer: L1Client, number: str, tracer: str, config: dict | None = None) -> list[Any]:
+    options: dict[str, Any] = {"tracer": tracer, "timeout": "60s"}
+    if config:
+        options["tracerConfig"] = config
+    traces = sequencer.call("debug_traceBlockByNumber", number, options)
+    return [entry.get("result") for entry in traces]
+
+
+def _inference_calls(frame: dict | None) -> list[dict]:
+    """The calls to the inference precompile in a callTracer frame, in execution order."""
+    if not frame:
+        return []
+    found = [frame] if (frame.get("to") or "").lower() == _INFERENCE else []
+    for child in frame.get("calls") or []:
+        found += _inference_calls(child)
+    return found
+
+
+def _result_of(frame: dict) -> tuple:
+    return frame.get("output"), frame.get("error")
+
+
+def _decode_output(raw: str | None) -> InferenceOutput | None:
+    try:
+        return InferenceOutput.decode(bytes.fromhex((raw or "0x")[2:]))
+    except Exception:
+        return None
+
+
+def _first_index_differing(a: tuple[int, ...], b: tuple[int, ...]) -> int | None:
+    """The first position where two token sequences differ (one ending early counts), None if equal."""
+    for index, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return index
+    return None if len(a) == len(b) else min(len(a), len(b))
+
+
+def _at(ids: tuple[int, ...], index: int | None) -> int | None:
+    return ids[index] if index is not None and index < len(ids) else None
+
+
+def _ai_outputs(chain: Any, block: Any, sequencer: L1Client, number: str) -> dict | None:
+    ours = _our_traces(chain, block, "callTracer")
+    theirs = _their_traces(sequencer, number, "callTracer")
+    for index, tx in enumerate(block.transactions):
+        our_calls = _inference_calls(ours[index])
+        their_calls = _inference_calls(theirs[index] if index < len(theirs) else None)
+        for call_index, (a, b) in enumerate(itertools.zip_longest(our_calls, their_calls)):
+            if a is not None and b is not None and _result_of(a) == _result_of(b):
+                continue
+            entry: dict[str, Any] = {"transaction": index, "hash": _hex(tx.hash), "call": call_index}
+            if a is None or b is None:
+                entry["reason"] = f"the sequencer made {'more' if a is None else 'fewer'} AI calls"
+                return entry
+            mine, yours = _decode_output(a.get("output")), _decode_output(b.get("output"))
+            if mine is None or yours is None:
+                entry.update(reason="an AI call's result is not an inference output (reverted?)",
+                             derived_output=a.get("output"), sequencer_output=b.get("output"),
+                             derived_error=a.get("error"), sequencer_error=b.get("error"))  # fmt: skip
+                return entry
+            position = _first_index_differing(mine.output_ids, yours.output_ids)
+            entry.update(
+                token_index=position,
+                derived_token=_at(mine.output_ids, position),
+                sequencer_token=_at(yours.output_ids, position),
+                derived_output_ids=list(mine.output_ids), sequencer_output_ids=list(yours.output_ids),
+                derived_text=mine.text, sequencer_text=yours.text,
+                commitments_differ=mine.commitment != yours.commitment,
+            )  # fmt: skip
+            return entry
+    return None
+
+
+def _state_by_transaction(chain: Any, block: Any, sequencer: L1Client, number: str) -> dict | None:
+    """The first transaction whose state changes differ, and there the first address and field (or slot)."""
+    config = {"diffMode": True}
+    ours = _our_traces(chain, block, "prestateTracer", config)
+    theirs = _their_traces(sequencer, number, "prestateTracer", config)
+    for index, tx in enumerate(block.transactions):
+        mine, yours = ours[index] or {}, (theirs[index] if index < len(theirs) else None) or {}
+        if mine == yours:
+            continue
+        for side in ("post", "pre"):
+            a, b = mine.get(side, {}), yours.get(side, {})
+            for address in sorted(set(a) | set(b)):
+                x, y = a.get(address) or {}, b.get(address) or {}
+                if x == y:
+                    continue
+                entry = {"transaction": index, "hash": _hex(tx.hash), "address": address, "side": side}
+                for field in ("balance", "nonce", "code"):
+                    if x.get(field) != y.get(field):
+                        return {**entry, "field": field, "derived": x.get(field), "sequencer": y.get(field)}
+                slots_a, slots_b = x.get("storage") or {}, y.get("storage") or {}
+                for slot in sorted(set(slots_a) | set(slots_b)):
+                    if slots_a.get(slot) != slots_b.get(slot):
+                        return {**entry, "field": "storage", "slot": slot, "derived": slots_a.get(slot),
+                                "sequencer": slots_b.get(slot)}  # fmt: skip
+        return {"transaction": index, "hash": _hex(tx.hash), "address": None, "field": None}
+    return None
+
+
+# -- walking the state tries ---------------------------------------------------------------------
+def _nibbles(key: bytes) -> tuple[int, ...]:
+    return tuple(n for byte in key for n in (byte >> 4, byte & 0x0F))
+
+
+def _hp_decode(encoded: bytes) -> tuple[tuple[int, ...], bool]:
+    nibbles = _nibbles(encoded)
+    flag = nibbles[0]
+    return (nibbles[1:] if flag & 1 else nibbles[2:]), bool(flag & 2)
+
+
+def _hp_encode(nibbles: tuple[int, ...], leaf: bool) -> bytes:
+    flag = (2 if leaf else 0) + (len(nibbles) & 1)
+    padded = (flag, *nibbles) if len(nibbles) & 1 else (flag, 0, *nibbles)
+    return bytes(padded[i] << 4 | padded[i + 1] for i in range(0, len(padded), 2))
+
+
+def _ref_key(ref: Any) -> bytes | None:
+    """What identifies a child: its hash, or the encoding of a node too small to be hashed (None: no child)."""
+    if ref is None or ref == b"":
+        return None
+    if isinstance(ref, bytes):
+        return ref
+    encoded = rlp.encode(ref)
+    return keccak(encoded) if len(encoded) >= 32 else encoded
+
+
+def _children(node: Any) -> tuple[bytes | None, dict[int, Any]]:
+    """A node as (value at its own path, children by next nibble): extensions and leaves are expanded into
+    one-nibble steps (a shorter leaf or extension), so two tries are compared a nibble at a time."""
+    if node == b"" or node is None:
+        return None, {}
+    if len(node) == 17:
+        return (node[16] or None), {i: node[i] for i in range(16) if node[i] != b""}
+    path, leaf = _hp_decode(node[0])
+    if leaf:
+        if not path:
+            return node[1], {}
+        return None, {path[0]: [_hp_encode(path[1:], True), node[1]]}
+    if len(path) == 1:
+        return None, {path[0]: node[1]}
+    return None, {path[0]: [_hp_encode(path[1:], False), node[1]]}
+
+
+class _Side:
+    """One trie's nodes: ``fetch(hash, path)`` returns the encoded node with that hash at that nibble path."""
+
+    def __init__(self, root: bytes, fetch: Callable[[bytes, tuple[int, ...]], bytes | None]) -> None:
+        self.root, self.fetch = root, fetch
+
+    def resolve(self, ref: Any, path: tuple[int, ...]) -> Any:
+        if ref is None or ref == b"" or ref == _BLANK_ROOT:
+            return b""
+        if isinstance(ref, list):
+            return ref
+        if len(ref) < 32:
+            return rlp.decode(ref)
+        encoded = self.fetch(ref, path)
+        if encoded is None:
+            raise LookupError(f"trie node 0x{ref.hex()} at path {''.join(f'{n:x}' for n in path) or '(root)'} unknown")
+        return rlp.decode(encoded)
+
+
+def first_trie_difference(ours: _Side, theirs: _Side) -> tuple[tuple[int, ...], bytes | None, bytes | None] | None:
+    """The first key (as nibbles, in key order) whose value differs between two tries, and both values."""
+
+    def leftmost(side: _Side, ref: Any, path: tuple[int, ...]) -> tuple[tuple[int, ...], bytes]:
+        value, children = _children(side.resolve(ref, path))
+        if value is not None:
+            return path, value
+        nibble = min(children)
+        return leftmost(side, children[nibble], (*path, nibble))
+
+    def walk(a: Any, b: Any, path: tuple[int, ...]) -> tuple[tuple[int, ...], bytes | None, bytes | None] | None:
+        value_a, children_a = _children(ours.resolve(a, path))
+        value_b, children_b = _children(theirs.resolve(b, path))
+        if value_a != value_b:
+            return path, value_a, value_b
+        for nibble in range(16):
+            x, y = children_a.get(nibble), children_b.get(nibble)
+            if _ref_key(x) == _ref_key(y):
+                continue
+            here = (*path, nibble)
+            if x is None:
+                key, value = leftmost(theirs, y, here)
+                return key, None, value
+            if y is None:
+                key, value = leftmost(ours, x, here)
+                return key, value, None
+            return walk(x, y, here)
+        return None
+
+    if ours.root == theirs.root:
+        return None
+    return walk(ours.root, theirs.root, ())
+
+
+def _grind(prefix: tuple[int, ...], width: int) -> bytes:
+    """Some ``width``-byte string whose keccak starts with the nibbles ``prefix``."""
+    if len(prefix) > MAX_GRIND_NIBBLES:
+        raise LookupError(f"the tries differ deeper than {MAX_GRIND_NIBBLES} nibbles: not looked up")
+    for counter in itertools.count():
+        candidate = counter.to_bytes(width, "big")
+        if _nibbles(keccak(candidate)[: (len(prefix) + 1) // 2])[: len(prefix)] == prefix:
+            return candidate
+    raise AssertionError("unreachable")
+
+
+class StateTrieDiff:
+    """The first differing key of the derived and the sequencer's state tries at one block (see module doc)."""
+
+    def __init__(self, chain: Any, block: Any, sequencer: L1Client) -> None:
+        self.db = chain.chaindb.db
+        self.block, self.sequencer, self.number = block, sequencer, hex(block.number)
+        self.their_nodes: dict[bytes, bytes] = {}
+        self.addresses = {keccak(a): a for a in _touched_addresses(chain, block)}
+
+    def _remember(self, proof: list[str]) -> None:
+        for node in proof:
+            encoded = bytes.fromhex(node[2:])
+            self.their_nodes[keccak(encoded)] = encoded
+
+    def _proof(self, address: bytes, slots: list[bytes] = ()) -> dict:  # type: ignore[assignment]
+        proof = self.sequencer.call("eth_getProof", _hex(address), [_hex(s) for s in slots], self.number)
+        self._remember(proof["accountProof"])
+        for entry in proof.get("storageProof", []):
+            self._remember(entry["proof"])
+        return proof
+
+    def _their_account_node(self, ref: bytes, path: tuple[int, ...]) -> bytes | None:
+        if ref not in self.their_nodes:
+            self._proof(_grind(path, 20))
+        return self.their_nodes.get(ref)
+
+    def _ours(self, ref: bytes, path: tuple[int, ...]) -> bytes | None:
+        try:
+            return bytes(self.db[ref])
+        except KeyError:
+            return None
+
+    def first_difference(self) -> dict | None:
+        their_root = bytes.fromhex(self.sequencer.call("eth_getBlockByNumber", self.number, False)["stateRoot"][2:])
+        for address in sorted(self.addresses.values()):  # their nodes along the paths of accounts the block touched
+            self._proof(address)
+        found = first_trie_difference(_Side(self.block.header.state_root, self._ours),
+                                      _Side(their_root, self._their_account_node))  # fmt: skip
+        if found is None:
+            return None
+        path, ours, theirs = found
+        account_hash = bytes(path[i] << 4 | path[i + 1] for i in range(0, len(path), 2))
+        address = self.addresses.get(account_hash)
+        mine, yours = _account(ours), _account(theirs)
+        fields = [f for f in _ACCOUNT_FIELDS if (mine or {}).get(f) != (yours or {}).get(f)]
+        only_in = "sequencer" if mine is None else "derived" if yours is None else None
+        entry: dict[str, Any] = {"transaction": None, "address": _hex(address) if address else None,
+                                 "account_hash": _hex(account_hash), "only_in": only_in, "fields": fields,
+                                 "derived": mine, "sequencer": yours}  # fmt: skip
+        if address is not None and mine and yours and "storageRoot" in fields:
+            entry["storage"] = self._storage_difference(address, mine["storageRoot"], yours["storageRoot"])
+        return entry
+
+    def _storage_difference(self, address: bytes, ours: str, theirs: str) -> dict | None:
+        def their_node(ref: bytes, path: tuple[int, ...]) -> bytes | None:
+            if ref not in self.their_nodes:
+                self._proof(address, [_grind(path, 32)])
+            return self.their_nodes.get(ref)
+
+        found = first_trie_difference(_Side(bytes.fromhex(ours[2:]), self._ours),
+                                      _Side(bytes.fromhex(theirs[2:]), their_node))  # fmt: skip
+        if found is None:
+            return None
+        path, mine, yours = found
+        slot_hash = bytes(path[i] << 4 | path[i + 1] for i in range(0, len(path), 2))
+        return {"slot_hash": _hex(slot_hash), "derived": _slot_value(mine), "sequencer": _slot_value(yours)}
+
+
+def _account(encoded: bytes | None) -> dict | None:
+    if encoded is None:
+        return None
+    nonce, balance, storage_root, code_hash = rlp.decode(encoded)
+    return {"nonce": int.from_bytes(nonce, "big"), "balance": hex(int.from_bytes(balance, "big")),
+            "storageRoot": _hex(storage_root), "codeHash": _hex(code_hash)}  # fmt: skip
+
+
+def _slot_value(encoded: bytes | None) -> str | None:
+    return None if encoded is None else hex(int.from_bytes(rlp.decode(encoded), "big"))
+
+
+def _touched_addresses(chain: Any, block: Any) -> set[bytes]:
+    """Addresses the block names: senders, recipients, log emitters, the coinbase."""
+    found = {bytes(block.header.coinbase)}
+    for tx in block.transactions:
+        found.add(bytes(tx.sender))
+        if tx.to:
+            found.add(bytes(tx.to))
+    for receipt in chain.receipts(block):
+        found.update(bytes(entry.address) for entry in receipt.logs)
+    return found
