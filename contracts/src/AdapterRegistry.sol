@@ -8,7 +8,8 @@ import {DatanetRegistry} from "./DatanetRegistry.sol";
 ///         which datanets (at which snapshots) it was trained on, and its versions.
 /// @dev `contentHash` is the adapter's content address, the id the inference sidecar knows it by
 ///      (keccak256 of its canonical quantized form). Datanet shares are in basis points summing to 10,000;
-///      the InferenceRouter splits the contributors' part of each fee by them.
+///      the InferenceRouter splits the contributors' part of each fee by them, unless the current version has
+///      a training record: then it pays the contributions per-inference attribution names instead.
 contract AdapterRegistry {
     struct Adapter {
         address owner;
@@ -23,17 +24,23 @@ contract AdapterRegistry {
         bytes32[] snapshotRoots; // the datanets' snapshot roots the current version was trained on
     }
 
+    /// @notice The most datanets an attribution query may name (lorachain/precompiles/attribution_abi.py).
+    uint256 public constant MAX_ATTRIBUTED_DATANETS = 16;
+
     DatanetRegistry public immutable datanets;
     uint256 public adapterCount;
     mapping(uint256 adapterId => Adapter) private _adapters;
     mapping(uint256 adapterId => bytes32[]) private _versions;
-    mapping(bytes32 contentHash => uint256 adapterId) public adapterOf;
+    mapping(bytes32 contentHash => uint256 adapterId) public adapterOf; // slot 3: the AI precompile reads it
+    mapping(uint256 adapterId => bytes32) private _trainingRecords; // of the current version only
 
     event AdapterRegistered(uint256 indexed adapterId, address indexed owner, bytes32 indexed contentHash, bytes32 baseModelHash, uint256 pricePerCall);
     event VersionPublished(uint256 indexed adapterId, uint32 version, bytes32 indexed contentHash);
     event PriceChanged(uint256 indexed adapterId, uint256 pricePerCall);
     event OwnershipTransferred(uint256 indexed adapterId, address indexed from, address indexed to);
     event Disabled(uint256 indexed adapterId);
+    /// @notice `recordHash` (0: none) is the training record of version `version` of the adapter.
+    event TrainingRecordSet(uint256 indexed adapterId, uint32 version, bytes32 recordHash);
 
     modifier onlyOwner(uint256 adapterId) {
         require(_adapters[adapterId].owner == msg.sender, "not the adapter owner");
@@ -87,6 +94,27 @@ contract AdapterRegistry {
         _versions[adapterId].push(contentHash);
         adapterOf[contentHash] = adapterId;
         emit VersionPublished(adapterId, a.version, contentHash);
+        if (_trainingRecords[adapterId] != bytes32(0)) {
+            delete _trainingRecords[adapterId]; // a record belongs to the version it was written for
+            emit TrainingRecordSet(adapterId, a.version, bytes32(0));
+        }
+    }
+
+    /// @notice Name the training record (content hash) of the adapter's current version: what the attribution
+    ///         precompile needs to attribute its inferences to datanet contributions. bytes32(0) removes it.
+    function setTrainingRecord(uint256 adapterId, bytes32 recordHash) external onlyOwner(adapterId) {
+        uint256 count = _adapters[adapterId].datanetIds.length;
+        require(
+            recordHash == bytes32(0) || (count > 0 && count <= MAX_ATTRIBUTED_DATANETS),
+            "a training record needs 1 to 16 datanets"
+        );
+        _trainingRecords[adapterId] = recordHash;
+        emit TrainingRecordSet(adapterId, _adapters[adapterId].version, recordHash);
+    }
+
+    /// @notice The training record of the adapter's current version (bytes32(0): none).
+    function trainingRecordOf(uint256 adapterId) external view returns (bytes32) {
+        return _trainingRecords[adapterId];
     }
 
     function setPrice(uint256 adapterId, uint256 pricePerCall) external onlyOwner(adapterId) {
