@@ -152,10 +152,13 @@ def _run_standard_json(compiler_input: Mapping[str, Any], base_path: Path | None
         command += ["--base-path", str(base_path)]
     # stdout goes to a file, not a pipe: solcjs ends with console.log + process.exit, and node cuts output
     # written to a pipe at 64 KiB when the process exits (its pipe writes are asynchronous, file writes not).
-    with tempfile.TemporaryFile("w+") as out:
+    # stdin is a file too: solcjs's synchronous read of a pipe fails with EAGAIN when the writer is slow.
+    with tempfile.TemporaryFile("w+") as source, tempfile.TemporaryFile("w+") as out:
+        source.write(json.dumps(compiler_input))
+        source.seek(0)
         proc = subprocess.run(
             command,
-            input=json.dumps(compiler_input),
+            stdin=source,
             stdout=out,
             stderr=subprocess.PIPE,
             text=True,
