@@ -22,6 +22,7 @@ from tokenizers import Tokenizer
 from transformers import LlamaForCausalLM
 
 from lorachain.sidecar.checkpoint import TOKENIZER_FILE
+from lorachain.sidecar.corpus import END_OF_TEXT
 
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # Std of the random B matrices when not training. A is N(0, 1/fan_in), so with rank 16 and alpha 32 a
@@ -62,25 +63,21 @@ class LoraFactory:
             raise ValueError(f"train_steps must be >= 0, got {train_steps}")
         if train_steps and not texts:
             raise ValueError("train_steps > 0 needs texts to train on")
-        model = self._peft_model(rank, alpha, tuple(target_modules))
+        model = self.peft_model(rank, alpha, tuple(target_modules))
         generator = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            for name, param in sorted(model.named_parameters()):
-                if f".lora_A.{ADAPTER_NAME}." in name:
-                    param.normal_(0.0, param.shape[1] ** -0.5, generator=generator)
-                elif f".lora_B.{ADAPTER_NAME}." in name and train_steps == 0:
-                    param.normal_(0.0, init_std, generator=generator)
-                elif f".lora_B.{ADAPTER_NAME}." in name:
-                    param.zero_()
+        init_lora_weights(model, generator, b_std=init_std if train_steps == 0 else None)
         if train_steps:
             self._train(model, texts or (), train_steps, learning_rate, batch_size, generator)
         out_dir = Path(out_dir)
         model.save_pretrained(str(out_dir))
         return out_dir
 
-    def _peft_model(self, rank: int, alpha: int, targets: tuple[str, ...]):
+    def peft_model(self, rank: int, alpha: int, targets: tuple[str, ...]):
+        """The base wrapped with LoRA layers of this shape (one PeftModel, rebuilt when the shape changes);
+        its LoRA weights are whatever the last user left: set them with :func:`init_lora_weights`."""
         from peft import LoraConfig, get_peft_model  # imported lazily: peft is slow to import
 
+        targets = tuple(targets)
         shape = (rank, alpha, targets)
         if self._peft is None or self._shape != shape:
             if self._peft is not None:
@@ -94,9 +91,7 @@ class LoraFactory:
 
     def _train(self, model, texts: Sequence[str], steps: int, lr: float, batch_size: int, generator) -> None:
         """AdamW on random windows of the tokenized texts (each preceded by end-of-text)."""
-        eos = self.tokenizer.token_to_id("<|endoftext|>")
-        prefix = [] if eos is None else [eos]
-        tokens = torch.tensor([t for text in texts for t in [*prefix, *self.tokenizer.encode(text).ids]])
+        tokens = torch.tensor([t for text in texts for t in text_token_ids(self.tokenizer, text)])
         seq_len = min(128, self.base.config.max_position_embeddings, len(tokens) - 1)
         if seq_len < 1:
             raise ValueError("texts are too short to train on")
@@ -114,6 +109,25 @@ class LoraFactory:
                 optimizer.step()
         finally:
             model.eval()
+
+
+def init_lora_weights(model, generator: torch.Generator, *, b_std: float | None = None) -> None:
+    """Seed the LoRA matrices of a PeftModel from ``generator``, in parameter-name order: A ~ N(0, 1/fan_in);
+    B = 0 (the LoRA training start: the adapter is the identity) or, with ``b_std``, B ~ N(0, b_std^2)."""
+    with torch.no_grad():
+        for name, param in sorted(model.named_parameters()):
+            if f".lora_A.{ADAPTER_NAME}." in name:
+                param.normal_(0.0, param.shape[1] ** -0.5, generator=generator)
+            elif f".lora_B.{ADAPTER_NAME}." in name and b_std is not None:
+                param.normal_(0.0, b_std, generator=generator)
+            elif f".lora_B.{ADAPTER_NAME}." in name:
+                param.zero_()
+
+
+def text_token_ids(tokenizer: Tokenizer, text: str) -> list[int]:
+    """A text as the model is trained on it: end-of-text (when the tokenizer has one), then its tokens."""
+    eos = tokenizer.token_to_id(END_OF_TEXT)
+    return ([] if eos is None else [eos]) + tokenizer.encode(text).ids
 
 
 def make_lora_adapter(
