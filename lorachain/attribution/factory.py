@@ -33,8 +33,9 @@ import torch
 import torch.nn.functional as F
 from eth_utils import keccak
 
-from lorachain.sidecar.corpus import END_OF_TEXT
-from lorachain.sidecar.lora_factory import DEFAULT_TARGETS, LoraFactory, init_lora_weights, text_token_ids
+from lorachain.attribution.record import snapshot_root
+from lorachain.sidecar.corpus import END_OF_TEXT, text_token_ids
+from lorachain.sidecar.lora_factory import DEFAULT_TARGETS, LoraFactory, init_lora_weights
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -149,16 +150,6 @@ def check_unique(examples: Sequence[Example]) -> None:
 
 # ----------------------------------------------------------------------------------------------- snapshots
 
-
-def snapshot_root(content_hashes: Iterable[bytes]) -> bytes:
-    """The DatanetRegistry's snapshot rule: from bytes32(0), ``root = keccak256(root ++ hash)`` for each
-    accepted content hash in acceptance order."""
-    root = b"\x00" * 32
-    for digest in content_hashes:
-        if len(digest) != 32:
-            raise ValueError("a content hash is 32 bytes")
-        root = keccak(root + digest)
-    return root
 
 
 def snapshots_of(examples: Sequence[Example]) -> list[tuple[int, bytes]]:

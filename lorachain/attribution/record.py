@@ -17,7 +17,7 @@ Encoding (msgpack, one array, fields in this order):
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,7 +72,7 @@ class TrainingRecord:
         return keccak(self.encode())
 
 
-def snapshot_root(content_hashes: Sequence[bytes]) -> bytes:
+def snapshot_root(content_hashes: Iterable[bytes]) -> bytes:
     """The DatanetRegistry's snapshot rule: ``root = keccak256(root ++ hash)`` from bytes32(0)."""
     root = b"\x00" * 32
     for digest in content_hashes:
@@ -143,10 +143,10 @@ def _example(entry: Any) -> RecordExample:
 
 
 def example_token_ids(tokenizer, text: bytes, context: int) -> list[int]:
-    """How an example is fed to the model in training and attribution: end-of-text, then its tokens."""
-    eos = tokenizer.token_to_id("<|endoftext|>")
-    prefix = [] if eos is None else [eos]
-    return ([*prefix, *tokenizer.encode(text.decode("utf-8")).ids])[:context]
+    """How an example is fed to the model in training and attribution (the factory's rule), cut to ``context``."""
+    from lorachain.sidecar.corpus import text_token_ids
+
+    return text_token_ids(tokenizer, text.decode("utf-8"))[:context]
 
 
 def build_training_record(

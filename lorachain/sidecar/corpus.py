@@ -309,6 +309,12 @@ def corpus_sha256(documents: list[str]) -> str:
 END_OF_TEXT = "<|endoftext|>"
 
 
+def text_token_ids(tokenizer: Tokenizer, text: str) -> list[int]:
+    """A text as the model is trained on it: end-of-text (when the tokenizer has one), then its tokens."""
+    eos = tokenizer.token_to_id(END_OF_TEXT)
+    return ([] if eos is None else [eos]) + tokenizer.encode(text).ids
+
+
 def train_tokenizer(documents: list[str], vocab_size: int, multiple_of: int = 16) -> Tokenizer:
     """A byte-level BPE tokenizer (GPT-2 style) trained on ``documents``, with ``<|endoftext|>`` as id 0.
 

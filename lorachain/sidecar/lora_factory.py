@@ -22,7 +22,7 @@ from tokenizers import Tokenizer
 from transformers import LlamaForCausalLM
 
 from lorachain.sidecar.checkpoint import TOKENIZER_FILE
-from lorachain.sidecar.corpus import END_OF_TEXT
+from lorachain.sidecar.corpus import text_token_ids
 
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # Std of the random B matrices when not training. A is N(0, 1/fan_in), so with rank 16 and alpha 32 a
@@ -122,12 +122,6 @@ def init_lora_weights(model, generator: torch.Generator, *, b_std: float | None 
                 param.normal_(0.0, b_std, generator=generator)
             elif f".lora_B.{ADAPTER_NAME}." in name:
                 param.zero_()
-
-
-def text_token_ids(tokenizer: Tokenizer, text: str) -> list[int]:
-    """A text as the model is trained on it: end-of-text (when the tokenizer has one), then its tokens."""
-    eos = tokenizer.token_to_id(END_OF_TEXT)
-    return ([] if eos is None else [eos]) + tokenizer.encode(text).ids
 
 
 def make_lora_adapter(
