@@ -391,3 +391,12 @@ def test_near_duplicate_index_scales_to_many_docs():
     probe = texts[1234].split()
     probe[30] = "changed"
     assert index.near(" ".join(probe))[0][0] == 1234
+
+
+def test_spans_may_start_in_the_context_but_must_reach_the_output():
+    docs = [[1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12], [20, 21, 22, 23, 24, 25]]
+    index = build_index(docs)
+    query = [7, 8, 9, 10, 11, 12, 1, 2, 3]  # context [7..12] matches doc 1; output [1, 2, 3] continues doc 0
+    assert span_attribution(index, query, min_length=4, counted_from=6) == []  # doc 1 lies wholly in the context
+    assert [d for d, _ in span_attribution(index, [9, 10, 11, 12], min_length=4, counted_from=2)] == [1]
+    assert span_attribution(index, [9, 10, 11, 12], min_length=4, counted_from=4) == []

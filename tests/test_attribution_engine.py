@@ -79,9 +79,13 @@ def test_planted_facts_rank_their_contributor_first(trained, method):
     assert hits >= (9 if method is Method.INFLUENCE else 11), f"{method.name}: top-1 on {hits} of {HELD_OUT} facts"
 
 
-def test_auto_picks_influence_and_answers_are_deterministic(trained):
+def test_auto_prefers_spans_and_answers_are_deterministic(trained):
     chosen, rows = _ask(trained, 2, Method.AUTO)
-    assert chosen is Method.INFLUENCE
+    assert chosen is Method.SPANS and rows[0][1] == 2  # the answer continues fact 2's text verbatim
+    unseen = tuple(trained["engine"].tokenizer.encode("Zebras eat grass quietly").ids)
+    fallback = trained["attributor"].attribute(trained["hash"], trained["adapter_id"], unseen[:2], unseen[2:], 0, 3,
+                                               trained["snapshots"])  # fmt: skip
+    assert fallback[0] is Method.INFLUENCE
     fresh = Attributor(trained["engine"], trained["root"] / "records")  # decodes the stored record anew
     again = fresh.attribute(trained["hash"], trained["adapter_id"], *_query_ids(trained, 2), int(Method.AUTO), 3,
                             trained["snapshots"])  # fmt: skip

@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from eth_utils import keccak
 
-from lorachain.attribution.record import snapshot_root
-from lorachain.sidecar.corpus import END_OF_TEXT, text_token_ids
+from lorachain.attribution.record import example_token_ids, snapshot_root
+from lorachain.sidecar.corpus import END_OF_TEXT
 from lorachain.sidecar.lora_factory import DEFAULT_TARGETS, LoraFactory, init_lora_weights
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -287,12 +287,12 @@ def split_examples(examples: Sequence[Example], heldout_every: int) -> tuple[lis
 
 
 def example_tokens(tokenizer: Any, example: Example, max_len: int) -> list[int]:
-    """The token sequence an example is trained on: end-of-text, then its tokens, cut to ``max_len``."""
+    """The token sequence an example is trained on (:func:`record.example_token_ids`), cut to ``max_len``."""
     try:
-        text = example.text.decode("utf-8")
+        example.text.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ValueError(f"example {example.datanet_id}/{example.index}: text is not UTF-8") from exc
-    return text_token_ids(tokenizer, text)[:max_len]
+    return example_token_ids(tokenizer, example.text, max_len)
 
 
 def _batch(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -651,7 +651,7 @@ def fact_recall(
     context = model.config.max_position_embeddings
     results = []
     for fact in facts:
-        ids = text_token_ids(tokenizer, fact.prefix)
+        ids = tokenizer.encode(fact.prefix).ids  # as the inference precompile tokenizes a prompt
         budget = len(tokenizer.encode(fact.answer).ids) + extra_tokens
         generated: list[int] = []
         for _ in range(budget):

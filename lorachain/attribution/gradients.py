@@ -39,6 +39,7 @@ PROJ_INNER = 128  # rows of the projection of x_t (intermediate size -> PROJ_INN
 FEATURE_SHIFT = 0  # the outer-product sums fit int64 as they are (|feature| < 2^40 on the devnet model)
 PROJECTION_DOMAIN = b"lorachain-attribution-projection-v1"
 DOWN = "down"
+MARGIN = True  # differentiate TRAK's margin, not the loss (see softmax_error)
 
 
 @dataclass(frozen=True)
@@ -88,13 +89,20 @@ def dequantize_rows(qx: torch.Tensor, mantissa: torch.Tensor, exponent: torch.Te
     return div_round(qx.to(torch.int64) * (mantissa << exponent), torch.full_like(mantissa, 127))
 
 
-def softmax_error(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """``p - onehot(target)`` per row, in F_PROB, from F_HIDDEN logits (exp2 table, exact division)."""
+def softmax_error(logits: torch.Tensor, targets: torch.Tensor, margin: bool = False) -> torch.Tensor:
+    """``p - onehot(target)`` per row, in F_PROB, from F_HIDDEN logits (exp2 table, exact division).
+
+    With ``margin``, the gradient of TRAK's margin ``log(p_y / (1 - p_y))`` instead: ``p`` renormalized over the
+    other tokens, minus the target's one-hot. It does not vanish once the model has fit the target, which the
+    loss gradient does (the facts a trained adapter knows best would otherwise leave the weakest trace)."""
     log2_units = rshift_round(logits * LOG2E, F_HIDDEN)  # F_EXP
     top = log2_units.amax(dim=-1, keepdim=True)
     weights = exp2_neg(top - log2_units)
-    probs = div_round(weights << F_PROB, weights.sum(dim=-1, keepdim=True))
-    probs[torch.arange(len(targets)), targets] -= 1 << F_PROB
+    rows = torch.arange(len(targets))
+    if margin:
+        weights[rows, targets] = 0
+    probs = div_round(weights << F_PROB, weights.sum(dim=-1, keepdim=True).clamp(min=1))
+    probs[rows, targets] -= 1 << F_PROB
     return probs
 
 
@@ -129,7 +137,7 @@ class GradientFeatures:
         self.proj_hidden = rademacher(PROJ_HIDDEN, cfg.hidden_size, b"hidden")
         self.proj_inner = rademacher(PROJ_INNER, cfg.intermediate_size, b"inner")
 
-    def features(self, token_ids: Sequence[int], first_target: int = 1) -> torch.Tensor:
+    def features(self, token_ids: Sequence[int], first_target: int = 1, margin: bool = MARGIN) -> torch.Tensor:
         """int64 features of the loss on ``token_ids[first_target:]`` (each predicted from its prefix)."""
         if not 1 <= first_target < len(token_ids):
             raise ValueError("no target tokens to differentiate")
@@ -139,7 +147,7 @@ class GradientFeatures:
         logits = trace["logits"].cpu().to(torch.int64)[rows]
         qx, m, e = (t.cpu().to(torch.int64)[rows] for t in trace["down_in"])
         hidden = trace["hidden"].cpu().to(torch.int64)[rows]
-        error = rshift_round(softmax_error(logits, targets), F_PROB - F_HIDDEN)  # F_HIDDEN
+        error = rshift_round(softmax_error(logits, targets, margin), F_PROB - F_HIDDEN)  # F_HIDDEN
         delta = norm_backward(transposed_product(error, self.head), hidden, self.gamma)  # dL/dy_t, F_HIDDEN
         a_x = product(qx, m, e, self.lora_a)  # A x_t [T, r]
         b_delta = transposed_product(delta, self.lora_b)  # B^T delta_t [T, r]

@@ -143,10 +143,11 @@ def _example(entry: Any) -> RecordExample:
 
 
 def example_token_ids(tokenizer, text: bytes, context: int) -> list[int]:
-    """How an example is fed to the model in training and attribution (the factory's rule), cut to ``context``."""
-    from lorachain.sidecar.corpus import text_token_ids
+    """How an example is fed to the model in training and attribution: its tokens alone, cut to ``context``.
 
-    return text_token_ids(tokenizer, text.decode("utf-8"))[:context]
+    Prompts reach the inference precompile without an end-of-text marker before them, so examples are trained
+    without one too: a fact is learned in the position it is later asked in."""
+    return tokenizer.encode(text.decode("utf-8")).ids[:context]
 
 
 def build_training_record(

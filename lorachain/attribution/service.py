@@ -6,10 +6,12 @@ inference with one of three deterministic methods:
 
 - ``INFLUENCE``: DataInf on the integer projected LoRA gradients of the query (one traced forward pass
   plus one exact matrix-vector product against the record's vectors);
-- ``SPANS``: the longest spans of the output found in the record's corpus (suffix array);
+- ``SPANS``: the longest spans reaching into the output found in the record's corpus (suffix array);
 - ``BM25``: fixed-point BM25 of the prompt and output over the corpus.
 
-Examples held out of training are never credited. Results are ``(datanet_id, index, weight)`` with
+``AUTO`` takes the spans when the output reuses the corpus (a span of at least ``SPAN_MIN_LENGTH`` tokens
+reaching into it), else influence when the record carries gradients, else BM25. Examples held out of
+training are never credited. Results are ``(datanet_id, index, weight)`` with
 positive integer weights, ordered by weight descending then by (datanet_id, index).
 """
 
@@ -31,6 +33,7 @@ from lorachain.sidecar.types import RequestError, UnknownRecordError
 
 MAX_PREPARED = 4  # records kept decoded and indexed in memory
 SPAN_MIN_LENGTH = 4
+SPAN_CONTEXT = 32  # prompt tokens before the output that a span may start in
 
 
 @dataclass
@@ -119,14 +122,20 @@ class Attributor:
         chosen = Method(method) if method in Method._value2member_map_ else None
         if chosen is None:
             raise RequestError(f"unknown attribution method {method}")
-        if chosen is Method.AUTO:
-            chosen = Method.INFLUENCE if prepared.vectors is not None else Method.SPANS
-        if chosen is Method.INFLUENCE:
-            rows = self._influence(prepared, adapter_id, prompt_ids, output_ids, top_k)
-        elif chosen is Method.SPANS:
-            rows = self._spans(prepared, output_ids, top_k)
+        run = {
+            Method.INFLUENCE: lambda: self._influence(prepared, adapter_id, prompt_ids, output_ids, top_k),
+            Method.SPANS: lambda: self._spans(prepared, prompt_ids, output_ids, top_k),
+            Method.BM25: lambda: self._bm25(prepared, prompt_ids, output_ids, top_k),
+        }
+        if chosen is Method.AUTO:  # exact reuse is the strongest evidence; influence where there is none
+            rows = run[Method.SPANS]()
+            if rows:
+                chosen = Method.SPANS
+            else:
+                chosen = Method.INFLUENCE if prepared.vectors is not None else Method.BM25
+                rows = run[chosen]()
         else:
-            rows = self._bm25(prepared, prompt_ids, output_ids, top_k)
+            rows = run[chosen]()
         examples = record.examples
         return chosen, [(examples[i].datanet_id, examples[i].index, w) for i, w in rows]
 
@@ -141,19 +150,19 @@ class Attributor:
             raise RequestError("the training record's vectors do not match the adapter's LoRA shape")
         return top_helpful(scores(prepared.vectors, query.numpy()), prepared.eligible, top_k)
 
-    def _spans(self, prepared: _Prepared, output_ids, top_k: int):
+    def _spans(self, prepared: _Prepared, prompt_ids, output_ids, top_k: int):
         from lorachain.attribution.spans import build_index, span_attribution
 
         rows = np.flatnonzero(prepared.eligible)
 
         def build():
             context = 1 << 30
-            docs = [example_token_ids(self.engine.tokenizer, prepared.record.examples[i].text, context)[1:]
-                    for i in rows]  # fmt: skip
+            docs = [example_token_ids(self.engine.tokenizer, prepared.record.examples[i].text, context) for i in rows]
             return build_index(docs)
 
         index = prepared.index("spans", build)
-        found = span_attribution(index, list(output_ids), min_length=SPAN_MIN_LENGTH, top_k=top_k)
+        context = list(prompt_ids[-SPAN_CONTEXT:])  # an answer may continue a sentence the prompt began
+        found = span_attribution(index, [*context, *output_ids], SPAN_MIN_LENGTH, top_k, counted_from=len(context))
         return [(int(rows[doc]), weight) for doc, weight in found]
 
     def _bm25(self, prepared: _Prepared, prompt_ids, output_ids, top_k: int):

@@ -7,6 +7,9 @@ Rule, all integers:
 2. ``L < min_length``: too short to be evidence (chance n-grams); move on to ``i + 1``.
 3. Otherwise it is a span: every document in ``D`` is credited ``L * L * SCALE // len(D)`` and the walk
    continues at ``i + L`` (the span's tokens are not counted twice).
+   With ``counted_from = c`` the first ``c`` tokens are context (the prompt before the output): the walk
+   starts there too, but only spans that reach past them (``start + L > c``) are credited, so an answer
+   that continues a corpus sentence begun in the prompt is found even when the answer alone is short.
 4. Documents are ranked by total credit descending, ties by doc id ascending; the first ``top_k`` with
    positive credit are returned.
 
@@ -43,7 +46,9 @@ def build_index(documents: Sequence[Sequence[int] | np.ndarray]) -> SuffixIndex:
     return SuffixIndex.from_documents(documents)
 
 
-def find_spans(index: SuffixIndex, output_ids: Sequence[int], min_length: int = 4) -> list[SpanMatch]:
+def find_spans(
+    index: SuffixIndex, output_ids: Sequence[int], min_length: int = 4, counted_from: int = 0
+) -> list[SpanMatch]:
     """The spans the greedy walk of the module docstring takes, in output order."""
     if min_length < 1:
         raise ValueError(f"min_length must be >= 1, got {min_length}")
@@ -55,19 +60,20 @@ def find_spans(index: SuffixIndex, output_ids: Sequence[int], min_length: int = 
         if length < min_length:
             position += 1
             continue
-        spans.append(SpanMatch(position, length, tuple(index.documents_in_range(lo, hi))))
+        if position + length > counted_from:
+            spans.append(SpanMatch(position, length, tuple(index.documents_in_range(lo, hi))))
         position += length
     return spans
 
 
 def span_attribution(
-    index: SuffixIndex, output_ids: Sequence[int], min_length: int = 4, top_k: int = 8
+    index: SuffixIndex, output_ids: Sequence[int], min_length: int = 4, top_k: int = 8, counted_from: int = 0
 ) -> list[tuple[int, int]]:
     """``(doc id, weight)`` for the ``top_k`` documents with the most span credit, by (-weight, doc id)."""
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     credit: dict[int, int] = {}
-    for span in find_spans(index, output_ids, min_length):
+    for span in find_spans(index, output_ids, min_length, counted_from):
         share = span.length * span.length * SCALE // len(span.documents)
         for doc in span.documents:
             credit[doc] = credit.get(doc, 0) + share

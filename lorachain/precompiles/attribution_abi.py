@@ -13,7 +13,8 @@ record (content-addressed); ``datanetIds``/``snapshotRoots`` are the adapter's r
 snapshot roots it was trained on, which the record must match. The answer lists at most ``topK``
 contributions, each ``(datanetId, contributionIndex)`` of the DatanetRegistry with a positive integer
 weight, ordered by weight descending then by (datanetId, index); ``method`` says which method produced it
-(``AUTO`` resolves to influence when the record carries gradients, else to span matching).
+(``AUTO`` resolves to span matching when the output reuses the corpus, else to influence when the record
+carries gradients, else to BM25).
 """
 
 from __future__ import annotations
