@@ -50,6 +50,8 @@ class NodeConfig:
     deriver: Any = None  # a validator: derives the chain from L1 + DA (rollup.derivation) instead of mining
     divergence_report: Any = None  # where a validator writes the report of the first divergent block
     fault: str | None = None  # test-only faulty sequencer: "tamper-state" credits 1 wei the batch does not show
+    p2p: Any = None  # a p2p.service.GossipService: the sequencer publishes its blocks, validators read them
+    unsafe: Any = None  # a validator's p2p.unsafe.UnsafeBlocks: gossiped blocks applied ahead of derivation
 
 
 def _tamper_state(state: StateAPI) -> None:
@@ -99,6 +101,10 @@ class Node:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
+        if self.config.p2p is not None:
+            if self.config.unsafe is not None:
+                self.config.unsafe.loop = asyncio.get_running_loop()
+            self.config.p2p.start()
         if self.config.deriver is not None:
             self._producer = asyncio.get_running_loop().create_task(self._derive_loop())
             return
@@ -108,6 +114,8 @@ class Node:
             self._producer = asyncio.get_running_loop().create_task(self._interval_loop())
 
     async def stop(self) -> None:
+        if self.config.p2p is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.config.p2p.stop)
         if self._producer is not None:
             self._producer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -125,6 +133,8 @@ class Node:
                     deriver.next_l1 > deriver.l1.block_number() - deriver.config.l1_confirmations)  # fmt: skip
                 if self.chain.head.block_number != before:
                     self.pool.reset()
+                if self.config.unsafe is not None:
+                    self.config.unsafe.on_head_changed()  # gossiped blocks kept for a parent derivation just made
             except Exception:
                 log.exception("derivation step failed; will retry")
                 caught_up = True
@@ -332,6 +342,11 @@ class Node:
             if future is not None and not future.done():
                 future.set_result(None)
         self.events.publish("block", built)
+        if self.config.p2p is not None and self.config.sequencer is not None:
+            try:
+                self.config.p2p.publish_block(built.block)
+            except Exception:  # gossip is best effort: the block is committed, and batched to L1 regardless
+                log.exception("publishing block #%d on p2p failed", built.block.number)
         return built
 
     # -- dev tooling (evm_* / anvil_*) -----------------------------------------------------------
@@ -358,6 +373,9 @@ class Node:
 
     def resolve_tag(self, tag: str) -> BlockHeaderAPI:
         head = self.chain.head
+        safe = getattr(self.config.deriver, "safe_head", None)
+        if tag in ("safe", "finalized") and safe is not None and self.chain.is_canonical(safe):
+            return safe  # a validator with unsafe blocks from gossip: what derivation has reached
         if tag in ("latest", "pending", "safe", "finalized"):
             return head
         if tag == "earliest":

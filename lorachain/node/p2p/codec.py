@@ -28,6 +28,7 @@ the rebuilt header's hash must equal ``blockHash``.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -183,9 +184,9 @@ def _decode_byte_lists(data: bytes) -> tuple[bytes, ...]:
     if first % 4 or first == 0 or first > len(data):
         raise GossipDecodeError("bad transaction list offset")
     offsets = [struct.unpack("<I", data[i : i + 4])[0] for i in range(0, first, 4)] + [len(data)]
-    if any(b < a for a, b in zip(offsets, offsets[1:], strict=False)):
+    if any(b < a for a, b in itertools.pairwise(offsets)):
         raise GossipDecodeError("transaction offsets out of order")
-    items = tuple(data[a:b] for a, b in zip(offsets, offsets[1:], strict=False))
+    items = tuple(data[a:b] for a, b in itertools.pairwise(offsets))
     if any(not item for item in items):
         raise GossipDecodeError("empty transaction in the list")
     return items

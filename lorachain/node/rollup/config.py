@@ -29,7 +29,7 @@ def _address(value: Any, name: str) -> bytes:
     return bytes.fromhex(value[2:])
 
 
-_ADDRESSES = ("deposit_portal", "batch_inbox", "batcher", "output_oracle", "proposer")
+_ADDRESSES = ("deposit_portal", "batch_inbox", "batcher", "output_oracle", "proposer", "unsafe_block_signer")
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,7 @@ class RollupConfig:
     block_time: int = 2
     base_fee_scalar: int = 1368
     blob_base_fee_scalar: int = 810_949
+    unsafe_block_signer: bytes = bytes(20)  # signs gossiped unsafe blocks (op-node's p2p signer; zero: not set)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -24,6 +24,15 @@ down) holds derivation on that L1 block: nothing after it is read, the validator
 asks again every round (``lorachain_derivation_da_unavailable_total``, ``lorachain_derivation_da_stalled``)
 until the data appears.
 
+With unsafe blocks from gossip (:mod:`lorachain.node.p2p`) the chain head runs ahead of the derived (safe) head,
+which is kept in ``safe_head`` (and the state file). A batch applies on the safe head; where an unsafe block
+already sits at that height, it is the derived block if it was built from exactly the derived inputs (parent,
+timestamp, prevRandao, fee recipient, gas limit, extraData and the same transactions, deposits included: the
+unsafe block was executed and its state root checked on import, so equal inputs give the same block and hash;
+op-node's consolidation); otherwise the unsafe chain is dropped (reorg to the safe head), the derived block is
+built, and the mismatch is recorded (``unsafe-divergence.json`` beside the state file, in the divergence
+report's form; ``lorachain_derivation_unsafe_divergences_total``). Derivation goes on: the L1 + DA chain wins.
+
 With a sequencer URL, every derived block is compared with the sequencer's block of that number; on the
 first mismatch the validator stops deriving and keeps the divergence report (:mod:`divergence`): the block,
 the header fields that differ, the first differing transaction, receipt, state key and AI output token.
@@ -48,7 +57,7 @@ from lorachain.node.rollup.batches import BatchError, SingularBatch
 from lorachain.node.rollup.channels import ChannelAssembler, ChannelError, decompress_channel, split_batches
 from lorachain.node.rollup.config import RollupConfig
 from lorachain.node.rollup.deposit_vm import deposit_transaction
-from lorachain.node.rollup.divergence import divergence_report, explain
+from lorachain.node.rollup.divergence import block_summary, divergence_report, explain
 from lorachain.node.rollup.l1_client import L1Client
 from lorachain.node.rollup.l1_deposits import deposits_in_block
 from lorachain.node.rollup.l2_fees import SEQUENCER_FEE_VAULT
@@ -71,6 +80,9 @@ OLD_BATCHES = Counter("lorachain_derivation_old_batches_total", "Batches skipped
                       registry=metrics.REGISTRY)  # fmt: skip
 DA_UNAVAILABLE = Counter("lorachain_derivation_da_unavailable_total", "Rounds held back by missing DA data",
                          registry=metrics.REGISTRY)  # fmt: skip
+UNSAFE_DIVERGENCES = Counter("lorachain_derivation_unsafe_divergences_total",
+                             "Derived blocks unlike the unsafe (gossiped) block at their height: reorged",
+                             registry=metrics.REGISTRY)  # fmt: skip
 DA_STALLED = Gauge("lorachain_derivation_da_stalled", "1 while derivation waits for DA data", registry=metrics.REGISTRY)
 
 
@@ -79,10 +91,19 @@ def _load_resume(path: Path, start: int) -> int:
     return json.loads(path.read_text())["resume_l1"] if path.exists() else start
 
 
-def _save_resume(path: Path, resume_l1: int) -> None:
+def _load_safe(path: Path) -> bytes | None:
+    """The safe head's hash a restart starts from (None in a state file from before unsafe blocks)."""
+    safe = json.loads(path.read_text()).get("safe_head") if path.exists() else None
+    return bytes.fromhex(safe[2:]) if safe else None
+
+
+def _save_resume(path: Path, resume_l1: int, safe_head: bytes | None = None) -> None:
     tmp = path.with_suffix(".tmp")
+    state: dict = {"resume_l1": resume_l1}
+    if safe_head is not None:
+        state["safe_head"] = "0x" + safe_head.hex()
     with open(tmp, "w") as out:
-        json.dump({"resume_l1": resume_l1}, out)
+        json.dump(state, out)
         out.flush()
         os.fsync(out.fileno())
     os.replace(tmp, path)
@@ -110,6 +131,14 @@ class Deriver:
         self.dropped = 0
         self.stalled: DataUnavailable | None = None  # the DA data derivation waits for
         self._stalled_since = self._stall_logged = 0.0
+        self.safe_head = chain.head  # the last derived block (the head, unless unsafe blocks run ahead of it)
+        saved = _load_safe(state_path)
+        if saved is not None:
+            try:
+                self.safe_head = chain.header_by_hash(saved)
+            except Exception:  # HeaderNotFound: an older datadir; the head is what was derived
+                log.warning("safe head 0x%s of %s not in the chain: starting from the head", saved.hex(), state_path)
+        self.unsafe_divergences: list[dict] = []
 
     # -- one L1 block ----------------------------------------------------------------------------
     def step(self) -> int:
@@ -147,7 +176,8 @@ class Deriver:
         self.next_l1 = number + 1
         # A restart reads again from the oldest channel still open (its batches are not applied yet);
         # batches it re-reads that were applied already are skipped, since their parent is no longer the head.
-        _save_resume(self.state_path, min((opened for _, opened in self._channels.values()), default=number + 1))
+        _save_resume(self.state_path, min((opened for _, opened in self._channels.values()), default=number + 1),
+                     self.safe_head.hash)  # fmt: skip
         metrics.L1_POSITION.set(self.next_l1)
         return derived
 
@@ -188,7 +218,7 @@ class Deriver:
 
     # -- one batch -------------------------------------------------------------------------------
     def _apply(self, batch: SingularBatch) -> bool:
-        head = self.chain.head
+        head = self.safe_head
         if batch.parent_hash != head.hash:
             if batch.timestamp > head.timestamp:
                 return self._drop(batch, "its parent is not the head")
@@ -225,16 +255,41 @@ class Deriver:
         except Exception as exc:  # any undecodable transaction makes the batch invalid
             return self._drop(batch, f"undecodable transaction: {exc}")
         txs = [deposit_transaction(info.deposit()), *(deposit_transaction(d) for d in deposits), *user_txs]
+        mix_hash = keccak(head.mix_hash + head.hash)
+        unsafe = None
+        if self.chain.head.hash != head.hash:  # unsafe blocks (gossip) above the safe head
+            unsafe = self.chain.block_by_header(self.chain.header_by_number(head.block_number + 1))
+            if _built_from(unsafe, head, txs, batch.timestamp, mix_hash):
+                return self._derived(unsafe)  # consolidation: the unsafe block is the derived block
+            self.chain.set_head(head)  # reorg: the unsafe chain from here on is not what L1 + DA say
         try:
             built = self.chain.build_block(txs, timestamp=batch.timestamp, coinbase=SEQUENCER_FEE_VAULT,
-                                           mix_hash=keccak(head.mix_hash + head.hash), strict=True)  # fmt: skip
+                                           mix_hash=mix_hash, strict=True)  # fmt: skip
         except ChainError as exc:
+            if unsafe is not None:  # the unsafe chain was dropped for nothing: no block replaces it yet
+                log.warning("batch at timestamp %d dropped after the unsafe chain was reorged away", batch.timestamp)
             return self._drop(batch, str(exc))
+        if unsafe is not None:
+            self._unsafe_divergence(built.block, unsafe)
+        return self._derived(built.block)
+
+    def _derived(self, block) -> bool:
+        self.safe_head = block.header
         self.derived += 1
         metrics.DERIVED.inc()
-        metrics.HEAD.set(built.block.number)
-        self._compare(built.block)
+        metrics.HEAD.set(self.chain.head.block_number)
+        self._compare(block)
         return True
+
+    def _unsafe_divergence(self, derived, unsafe) -> None:
+        UNSAFE_DIVERGENCES.inc()
+        report = {**divergence_report(derived, block_summary(unsafe)), "kind": "unsafe"}
+        log.error("UNSAFE DIVERGENCE at L2 block #%d: derived 0x%s, unsafe (gossiped) 0x%s, fields %s: reorged to "
+                  "the derived block", derived.number, derived.hash.hex(), unsafe.hash.hex(),
+                  report["differing_fields"])  # fmt: skip
+        self.unsafe_divergences.append(report)
+        path = self.state_path.parent / "unsafe-divergence.json"
+        path.write_text(json.dumps(self.unsafe_divergences, indent=2) + "\n")
 
     def _drop(self, batch: SingularBatch, reason: str) -> bool:
         self.dropped += 1
@@ -257,6 +312,15 @@ class Deriver:
                   "AI output %s", block.number, report["differing_fields"], report["first_differing_transaction"],
                   _brief(report.get("first_differing_receipt")), _brief(report.get("first_differing_state_key")),
                   _brief(report.get("first_differing_ai_output")))  # fmt: skip
+
+
+def _built_from(block, parent, txs: list, timestamp: int, mix_hash: bytes) -> bool:
+    """Whether ``block`` is what building ``txs`` on ``parent`` at ``timestamp`` makes (``build_block``'s inputs)."""
+    header = block.header
+    return (header.parent_hash == parent.hash and header.timestamp == timestamp and header.mix_hash == mix_hash
+            and header.coinbase == SEQUENCER_FEE_VAULT and header.gas_limit == parent.gas_limit
+            and header.extra_data == b"" and getattr(header, "parent_beacon_block_root", bytes(32)) == bytes(32)
+            and [tx.hash for tx in block.transactions] == [tx.hash for tx in txs])  # fmt: skip
 
 
 def _brief(entry: dict | None) -> str | None:

@@ -45,6 +45,14 @@ def _hex(value: bytes) -> str:
     return "0x" + value.hex()
 
 
+def block_summary(block) -> dict:
+    """The fields :func:`divergence_report` reads, of a block this node holds (as eth_getBlockByNumber shows them)."""
+    return {"hash": _hex(block.hash), "stateRoot": _hex(block.header.state_root),
+            "transactionsRoot": _hex(block.header.transaction_root), "receiptsRoot": _hex(block.header.receipt_root),
+            "gasUsed": hex(block.header.gas_used), "timestamp": hex(block.header.timestamp),
+            "transactions": [{"hash": _hex(tx.hash)} for tx in block.transactions]}  # fmt: skip
+
+
 def divergence_report(block, theirs: dict | None) -> dict:
     """The first differing block, its differing header fields and the first differing transaction."""
     ours = {"hash": _hex(block.hash), "stateRoot": _hex(block.header.state_root),
