@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 from lorachain.genesis.predeploys import (
@@ -45,6 +46,8 @@ def add_commands(sub: Any) -> None:
         metavar="ID:BPS",
         help="a datanet it was trained on and its share of the contributors' fees (repeat; sum 10000)",
     )
+    q.add_argument("--record", default=None, help="the Model Factory's training record (record.bin): stored in the "
+                   "sidecar and set on chain, so each inference pays the contributions it names")  # fmt: skip
     _common(q, sidecar=True)
     q.set_defaults(func=cmd_publish)
 
@@ -142,19 +145,57 @@ def cmd_publish(args: argparse.Namespace) -> int:
     datanets = session.contract(session.registry.functions.datanets().call(), "DatanetRegistry")
     roots = [datanets.functions.getDatanet(i).call()[4] for i in datanet_ids]
     content = bytes.fromhex(info["id"][2:])
+    record = _checked_record(args.record, content, model_hash, dict(zip(datanet_ids, roots, strict=True)))
     existing = session.registry.functions.adapterOf(content).call()
     if existing:
-        print(json.dumps({"adapter_id": existing, "content_hash": info["id"], "already_registered": True}))
-        return 0
-    fn = session.registry.functions.register(
-        content, bytes.fromhex(model_hash[2:]), args.price, args.metadata, datanet_ids, shares, roots
-    )
-    receipt = session.send(fn)
-    event = session.registry.events.AdapterRegistered().process_receipt(receipt)[0]["args"]
-    tx = "0x" + receipt.transactionHash.hex()
-    print(json.dumps({"adapter_id": event["adapterId"], "content_hash": info["id"], "base_model": model_hash,
-                      "price_wei": args.price, "rank": info["rank"], "tx": tx}))  # fmt: skip
+        out = {"adapter_id": existing, "content_hash": info["id"], "already_registered": True}
+    else:
+        fn = session.registry.functions.register(
+            content, bytes.fromhex(model_hash[2:]), args.price, args.metadata, datanet_ids, shares, roots
+        )
+        receipt = session.send(fn)
+        event = session.registry.events.AdapterRegistered().process_receipt(receipt)[0]["args"]
+        out = {"adapter_id": event["adapterId"], "content_hash": info["id"], "base_model": model_hash,
+               "price_wei": args.price, "rank": info["rank"], "tx": "0x" + receipt.transactionHash.hex()}  # fmt: skip
+    if record is not None:
+        from eth_utils import keccak
+
+        record_id = "0x" + keccak(record).hex()
+        try:
+            client.put_record(record_id, record)
+        except (SidecarUnavailable, SidecarError) as exc:
+            raise CliError(f"the sidecar could not take the training record: {exc}") from exc
+        session.send(session.registry.functions.setTrainingRecord(out["adapter_id"], bytes.fromhex(record_id[2:])))
+        out["training_record"] = record_id
+    print(json.dumps(out))
     return 0
+
+
+def _checked_record(path: str | None, adapter: bytes, model_hash: str, roots: dict[int, bytes]) -> bytes | None:
+    """The training record at ``path``, refused unless it belongs to this adapter, model and snapshots."""
+    if path is None:
+        return None
+    from lorachain.attribution.record import RecordError, decode_record
+
+    try:
+        blob = Path(path).read_bytes()
+        record = decode_record(blob)
+    except OSError as exc:
+        raise CliError(f"cannot read the training record {path}: {exc}") from exc
+    except RecordError as exc:
+        raise CliError(f"{path}: {exc}") from exc
+    if record.adapter_hash != adapter:
+        raise CliError(f"{path} is the training record of adapter 0x{record.adapter_hash.hex()}, not this one")
+    if "0x" + record.model_hash.hex() != model_hash:
+        raise CliError(f"{path} was recorded on another base model")
+    if dict(record.snapshots) != roots:
+        raise CliError(f"{path} covers snapshots {_roots(dict(record.snapshots))}; the datanets given are at "
+                       f"{_roots(roots)} (take a snapshot, or name the datanets it was trained on)")  # fmt: skip
+    return blob
+
+
+def _roots(roots: dict[int, bytes]) -> str:
+    return ", ".join(f"{d}:0x{r.hex()[:12]}..." for d, r in sorted(roots.items())) or "none"
 
 
 def cmd_ls(args: argparse.Namespace) -> int:

@@ -98,6 +98,13 @@ def add_commands(sub: Any) -> None:
     _common(q)
     q.set_defaults(func=cmd_snapshot)
 
+    q = datanet.add_parser("export", help="write a datanet's snapshot (bytes from DA) as Model Factory examples")
+    q.add_argument("--datanet", type=_id, required=True, metavar="ID")
+    q.add_argument("--out", required=True, help="JSON-lines file for `lorachain factory train --examples`")
+    q.add_argument("--da", default=DEFAULT_DA, help="DA server URL, eigenda-proxy API (default: %(default)s)")
+    _common(q)
+    q.set_defaults(func=cmd_export)
+
     q = datanet.add_parser("ls", help="list a datanet's contributions")
     q.add_argument("--datanet", type=_id, required=True, metavar="ID")
     q.add_argument("--json", action="store_true", help="one JSON object per line: the datanet, then each contribution")
@@ -236,6 +243,42 @@ def cmd_contribute(args: argparse.Namespace) -> int:
         _print({"datanet_id": args.datanet, "index": event["index"], "file": path,
                 "content_hash": "0x" + digest.hex(), "size": len(data), "stake_wei": stake,
                 "da_commitment": "0x" + commitment.hex(), "tx": _tx(receipt)})  # fmt: skip
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """The snapshot's contributions in acceptance order, their bytes fetched from DA and checked by hash."""
+    from eth_utils import keccak
+
+    from lorachain.attribution.factory import Example, snapshot_root, write_examples_jsonl
+    from lorachain.da_client.client import DAClient, DAError
+    from lorachain.da_client.commitment import CommitmentMode, KeccakCommitment
+
+    session = _Session(args)
+    registry = _registry(session)
+    info = _datanet(registry, args.datanet)
+    count = info["snapshotCount"]
+    if count == 0:
+        raise CliError(f"datanet {args.datanet} has no snapshot yet (`lorachain datanet snapshot`)")
+    accepted = [_read(registry.functions.acceptedAt(args.datanet, position)) for position in range(count)]
+    if snapshot_root([bytes(digest) for _, digest in accepted]) != bytes(info["snapshotRoot"]):
+        raise CliError(f"datanet {args.datanet}'s accepted contributions do not fold to its snapshot root")
+    da = DAClient(args.da, CommitmentMode.OP_KECCAK, retries=2)
+    examples = []
+    try:
+        for index, digest in accepted:
+            try:
+                data = da.get(KeccakCommitment(bytes(digest)).encode())
+            except DAError as exc:
+                raise CliError(f"contribution {index}: the DA server at {args.da} has no bytes for it: {exc}") from exc
+            if keccak(data) != bytes(digest):
+                raise CliError(f"contribution {index}: the DA server answered bytes of another hash")
+            examples.append(Example(args.datanet, index, bytes(digest), data))
+    finally:
+        da.close()
+    write_examples_jsonl(args.out, examples)
+    _print({"datanet_id": args.datanet, "examples": len(examples), "out": str(args.out),
+            "snapshot": f"{args.datanet}:0x{bytes(info['snapshotRoot']).hex()}"})  # fmt: skip
     return 0
 
 

@@ -5,7 +5,7 @@
   timestamp}``, L2 block refs add ``l1origin {hash, number}`` and ``sequenceNumber`` (numbers as JSON numbers,
   as op-node writes them). ``head_l1``, ``safe_l1`` and ``finalized_l1`` are the L1 node's ``latest``,
   ``safe`` and ``finalized`` blocks (a zero ref where the L1 has none); ``current_l1`` is the last L1 block
-  derivation has read; ``unsafe_l2`` is the node's head. ``safe_l2``: on the validator its derived head; on
+  derivation has read; ``unsafe_l2`` is the node's head. ``safe_l2``: on the validator its derived safe head; on
   the sequencer the last of its blocks whose batch was read back from L1 (:mod:`rollup.safe_head`).
   ``finalized_l2``: the safe head as of the L1's finalized block. Without interop and span batches,
   ``pending_safe_l2`` and ``local_safe_l2`` equal ``safe_l2``, ``cross_unsafe_l2`` equals ``unsafe_l2``, and the
@@ -98,9 +98,9 @@ class OptimismApi:
                 self._tracker.step()
                 safe, next_l1 = self._tracker.safe, self._tracker.next_l1
                 finality = self._tracker.finality
-            else:  # the validator: every block it derived is safe
+            else:  # the validator: what it derived is safe; gossiped blocks beyond it are unsafe
                 deriver = self.node.config.deriver
-                safe, next_l1, finality = unsafe, deriver.next_l1, self._finality
+                safe, next_l1, finality = deriver.safe_head, deriver.next_l1, self._finality
                 if safe.hash != self._started_at.hash or safe.block_number == 0:
                     finality.record(next_l1 - 1, safe)
             current_l1 = _l1_ref(self.l1.block_by_number(max(next_l1 - 1, rollup.genesis_l1.number)))
