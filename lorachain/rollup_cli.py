@@ -58,6 +58,8 @@ def add_commands(sub: Any) -> None:
     q.add_argument("--rollup-config", required=True)
     q.add_argument("--key", default=None, help="the proposer's L1 key (default: the devnet proposer account)")
     q.add_argument("--poll", type=float, default=1.0)
+    # tests only: a lying proposer, for the validator's output-root check (lorachain.node.rollup.proposer)
+    q.add_argument("--fault", choices=["wrong-output-root"], default=None, help=argparse.SUPPRESS)
     q.set_defaults(func=cmd_proposer)
 
     q = rollup.add_parser("batcher", help="post the L2's blocks to the DA server (or L1 calldata) and the L1 inbox")
@@ -148,5 +150,6 @@ def cmd_proposer(args: argparse.Namespace) -> int:
     from lorachain.node.rollup.proposer import Proposer
 
     config = RollupConfig.load(Path(args.rollup_config))
-    Proposer(config, L1Client(args.l1), L1Client(args.l2), _key(args.key, DEFAULT_PROPOSER_INDEX)).run(args.poll)
+    Proposer(config, L1Client(args.l1), L1Client(args.l2), _key(args.key, DEFAULT_PROPOSER_INDEX),
+             fault=args.fault).run(args.poll)  # fmt: skip
     return 0

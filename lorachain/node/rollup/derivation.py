@@ -57,10 +57,11 @@ from lorachain.node.rollup.batches import BatchError, SingularBatch
 from lorachain.node.rollup.channels import ChannelAssembler, ChannelError, decompress_channel, split_batches
 from lorachain.node.rollup.config import RollupConfig
 from lorachain.node.rollup.deposit_vm import deposit_transaction
-from lorachain.node.rollup.divergence import block_summary, divergence_report, explain
+from lorachain.node.rollup.divergence import block_summary, divergence_report, explain, output_root_report
 from lorachain.node.rollup.l1_client import L1Client
 from lorachain.node.rollup.l1_deposits import deposits_in_block
 from lorachain.node.rollup.l2_fees import SEQUENCER_FEE_VAULT
+from lorachain.node.rollup.outputs import Output, output_at
 from lorachain.node.rollup.retrieval import DataUnavailable, frames_in_l1_block
 from lorachain.node.rollup.sequencer import Sequencer, origin_of
 
@@ -68,8 +69,11 @@ log = logging.getLogger("lorachain.derivation")
 
 CHANNEL_TIMEOUT = 50  # L1 blocks (Granite)
 STALL_LOG_EVERY_S = 30.0  # while the DA data is missing: a reminder this often
+OUTPUT_POLL_S = 1.0  # the oracle's outputCount() is read at most this often
+_OUTPUT_COUNT = keccak(b"outputCount()")[:4]
+_GET_OUTPUT = keccak(b"getL2Output(uint256)")[:4]
 
-__all__ = ["CHANNEL_TIMEOUT", "Deriver", "divergence_report"]
+__all__ = ["CHANNEL_TIMEOUT", "Deriver", "OutputRootChecker", "divergence_report"]
 
 DROPPED_CHANNELS = Counter("lorachain_derivation_dropped_channels_total", "Channels dropped (unreadable, timed out)",
                            ["reason"], registry=metrics.REGISTRY)  # fmt: skip
@@ -83,6 +87,12 @@ DA_UNAVAILABLE = Counter("lorachain_derivation_da_unavailable_total", "Rounds he
 UNSAFE_DIVERGENCES = Counter("lorachain_derivation_unsafe_divergences_total",
                              "Derived blocks unlike the unsafe (gossiped) block at their height: reorged",
                              registry=metrics.REGISTRY)  # fmt: skip
+OUTPUT_ROOTS_VERIFIED = Counter("lorachain_derivation_output_roots_verified_total",
+                                "Output roots posted on L1 equal to the derived block's",
+                                registry=metrics.REGISTRY)  # fmt: skip
+OUTPUT_ROOT_MISMATCHES = Counter("lorachain_derivation_output_root_mismatches_total",
+                                 "Output roots posted on L1 unlike the derived block's (derivation stops)",
+                                 registry=metrics.REGISTRY)  # fmt: skip
 DA_STALLED = Gauge("lorachain_derivation_da_stalled", "1 while derivation waits for DA data", registry=metrics.REGISTRY)
 
 
@@ -107,6 +117,83 @@ def _save_resume(path: Path, resume_l1: int, safe_head: bytes | None = None) -> 
         out.flush()
         os.fsync(out.fileno())
     os.replace(tmp, path)
+
+
+class OutputRootChecker:
+    """The proposer's output roots on L1 (the L2OutputOracle) against the derived chain's own.
+
+    Cheap enough to run every derivation round: ``outputCount()`` is read at most every ``poll_s`` seconds and a
+    proposal (``getL2Output``) only once, when it appears; a proposal is checked once the safe head has reached
+    its L2 block (its output computed as ``optimism_outputAtBlock`` does, :mod:`outputs`). A restart checks every
+    proposal again (one call and one storage-root lookup each)."""
+
+    def __init__(self, config: RollupConfig, l1: L1Client, chain: Blockchain, sequencer: L1Client | None = None,
+                 poll_s: float = OUTPUT_POLL_S) -> None:  # fmt: skip
+        self.l1, self.chain, self.sequencer, self.poll_s = l1, chain, sequencer, poll_s
+        self.oracle = "0x" + config.output_oracle.hex()
+        self.confirmations = config.l1_confirmations
+        self.known = 0  # proposals read from the oracle
+        self.pending: list[tuple[int, int, bytes]] = []  # (output index, L2 block, root) not yet checked
+        self.verified = 0
+        self._polled = float("-inf")
+
+    def _call(self, data: bytes) -> bytes:
+        tag = hex(max(self.l1.block_number() - self.confirmations, 0)) if self.confirmations else "latest"
+        return bytes.fromhex(self.l1.call("eth_call", {"to": self.oracle, "data": "0x" + data.hex()}, tag)[2:])
+
+    def poll(self) -> None:
+        """Read proposals made since the last poll (at most every ``poll_s`` seconds)."""
+        now = time.monotonic()
+        if now - self._polled < self.poll_s:
+            return
+        self._polled = now
+        count = int.from_bytes(self._call(_OUTPUT_COUNT), "big")
+        while self.known < count:
+            raw = self._call(_GET_OUTPUT + self.known.to_bytes(32, "big"))
+            root, number = raw[:32], int.from_bytes(raw[64:96], "big")
+            self.pending.append((self.known, number, root))
+            self.known += 1
+
+    def check(self, safe_number: int) -> dict | None:
+        """Check the proposals whose L2 block is derived (at or below ``safe_number``); the report of the first
+        mismatch, or None."""
+        self.poll()
+        while self.pending and self.pending[0][1] <= safe_number:
+            index, number, posted = self.pending[0]
+            header = self.chain.header_by_number(number)
+            ours = output_at(self.chain.chaindb.db, header.hash, header.state_root)
+            if ours.root != posted:
+                OUTPUT_ROOT_MISMATCHES.inc()
+                return output_root_report(index, number, posted, ours, self._candidates(number))
+            self.pending.pop(0)
+            self.verified += 1
+            OUTPUT_ROOTS_VERIFIED.inc()
+            log.info("output root #%d of L2 block #%d verified: 0x%s", index, number, posted.hex())
+        return None
+
+    def _candidates(self, number: int) -> dict[str, list[dict]]:
+        """Known values of each output component, to find the posted root's preimage among: the neighbouring
+        blocks' (a proposer off by one) and the sequencer's output of this block (a proposer following it)."""
+        found: list[dict] = []
+        for other in (number - 1, number + 1):
+            if 0 <= other <= self.chain.head.block_number:
+                header = self.chain.header_by_number(other)
+                found.append({**_components(output_at(self.chain.chaindb.db, header.hash, header.state_root)),
+                              "source": f"derived block #{other}"})  # fmt: skip
+        if self.sequencer is not None:
+            try:
+                theirs = self.sequencer.call("optimism_outputAtBlock", hex(number))
+                found.append({"stateRoot": theirs["stateRoot"], "withdrawalStorageRoot":
+                              theirs["withdrawalStorageRoot"], "blockHash": theirs["blockRef"]["hash"],
+                              "source": "the sequencer's optimism_outputAtBlock"})  # fmt: skip
+            except Exception as exc:  # best effort: the report stands without it
+                log.warning("the sequencer's output of #%d could not be read: %s", number, exc)
+        return {name: found for name in ("stateRoot", "withdrawalStorageRoot", "blockHash")}
+
+
+def _components(output: Output) -> dict:
+    return {"stateRoot": "0x" + output.state_root.hex(), "withdrawalStorageRoot":
+            "0x" + output.withdrawal_storage_root.hex(), "blockHash": "0x" + output.block_hash.hex()}  # fmt: skip
 
 
 class Deriver:
@@ -139,10 +226,25 @@ class Deriver:
             except Exception:  # HeaderNotFound: an older datadir; the head is what was derived
                 log.warning("safe head 0x%s of %s not in the chain: starting from the head", saved.hex(), state_path)
         self.unsafe_divergences: list[dict] = []
+        self.outputs = (OutputRootChecker(config, l1, chain, sequencer)
+                        if config.output_oracle != bytes(20) else None)  # fmt: skip
 
     # -- one L1 block ----------------------------------------------------------------------------
     def step(self) -> int:
-        """Read the next L1 block if it is confirmed; the number of L2 blocks derived from it."""
+        """Read the next L1 block if it is confirmed; the number of L2 blocks derived from it. Then the output
+        roots proposed on L1 for blocks derived so far are checked (:class:`OutputRootChecker`)."""
+        derived = self._step()
+        if self.outputs is not None and self.divergence is None:
+            report = self.outputs.check(self.safe_head.block_number)
+            if report is not None:
+                self.divergence = report
+                log.error("OUTPUT ROOT MISMATCH: output #%d on L1 for L2 block #%d is 0x%s, the derived block's is "
+                          "%s; first differing component %s; derivation stops here", report["output_index"],
+                          report["block"], report["posted_output_root"][2:], report["derived_output_root"],
+                          report["first_differing_component"])  # fmt: skip
+        return derived
+
+    def _step(self) -> int:
         if self.divergence is not None:
             return 0
         number = self.next_l1

@@ -447,3 +447,47 @@ def _touched_addresses(chain: Any, block: Any) -> set[bytes]:
     for receipt in chain.receipts(block):
         found.update(bytes(entry.address) for entry in receipt.logs)
     return found
+
+
+# -- output roots posted on L1 -------------------------------------------------------------------
+OUTPUT_COMPONENTS = ("stateRoot", "withdrawalStorageRoot", "blockHash")
+
+
+def output_components(output: Any) -> dict:
+    """An :class:`~lorachain.node.rollup.outputs.Output`'s roots, by the names the report uses."""
+    return {"stateRoot": _hex(output.state_root), "withdrawalStorageRoot": _hex(output.withdrawal_storage_root),
+            "blockHash": _hex(output.block_hash)}  # fmt: skip
+
+
+def output_root_report(index: int, number: int, posted: bytes, ours: Any, candidates: dict[str, list[dict]]) -> dict:
+    """The report of a posted output root unlike ours: the output index, the L2 block, both roots, and, where the
+    posted root's preimage can be found among the known values of each component (``candidates``: ours at this
+    block, the neighbouring blocks' and the sequencer's), the components that differ and the first of them.
+
+    A root is a hash: with no known preimage the differing component cannot be told (``posted_preimage`` None)."""
+    from lorachain.node.rollup.outputs import output_root_v0
+
+    mine = output_components(ours)
+    report: dict = {"kind": "output_root", "output_index": index, "block": number, "posted_output_root": _hex(posted),
+                    "derived_output_root": _hex(ours.root), "derived": mine, "posted_preimage": None,
+                    "differing_components": None, "first_differing_component": None}  # fmt: skip
+    options = [[mine[name]] + [c[name] for c in candidates.get(name, []) if c[name] != mine[name]]
+               for name in OUTPUT_COMPONENTS]  # fmt: skip
+    found = []
+    for combo in itertools.product(*options):
+        state, withdrawals, block_hash = (bytes.fromhex(v[2:]) for v in combo)
+        if output_root_v0(state, withdrawals, block_hash) == posted:
+            found.append(dict(zip(OUTPUT_COMPONENTS, combo, strict=True)))
+    if found:
+        preimage = min(found, key=lambda p: sum(p[n] != mine[n] for n in OUTPUT_COMPONENTS))
+        differing = [name for name in OUTPUT_COMPONENTS if preimage[name] != mine[name]]
+        report.update(posted_preimage=preimage, differing_components=differing,
+                      first_differing_component=differing[0] if differing else None)  # fmt: skip
+        for name in differing:  # where the posted value comes from
+            sources = [c.get("source") for c in candidates.get(name, []) if c[name] == preimage[name]]
+            report.setdefault("posted_component_sources", {})[name] = sources
+    else:
+        report["explanation"] = ("the posted root is the hash of no combination of known component values "
+                                 "(ours, the neighbouring blocks', the sequencer's): the differing component "
+                                 "cannot be told from a hash")  # fmt: skip
+    return report

@@ -3,6 +3,9 @@
 Stateless and restart-safe: the next block to propose is read from the oracle itself
 (``nextBlockNumber()``), and the output root from the L2 node (``optimism_outputAtBlock``). Each proposal
 names the L1 head it was made against, so it cannot land on another L1 fork.
+
+Tests only: ``fault="wrong-output-root"`` (``lorachain rollup proposer --fault``) posts a root built with the
+previous block's state root (a stale-state proposer), for the validator's output-root check to catch.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from eth_utils import keccak, to_checksum_address
 
 from lorachain.node.rollup.config import RollupConfig
 from lorachain.node.rollup.l1_client import L1Client, L1RpcError, L1Unavailable
+from lorachain.node.rollup.outputs import output_root_v0
 
 log = logging.getLogger("lorachain.proposer")
 
@@ -27,8 +31,8 @@ class ProposerError(RuntimeError):
 
 
 class Proposer:
-    def __init__(self, config: RollupConfig, l1: L1Client, l2: L1Client, key: bytes) -> None:
-        self.config, self.l1, self.l2 = config, l1, l2
+    def __init__(self, config: RollupConfig, l1: L1Client, l2: L1Client, key: bytes, fault: str | None = None) -> None:
+        self.config, self.l1, self.l2, self.fault = config, l1, l2, fault
         self.account = Account.from_key(key)
         self.oracle = to_checksum_address(config.output_oracle)
 
@@ -41,6 +45,12 @@ class Proposer:
         if self.l2.block_number() < number:
             return None
         output = self.l2.call("optimism_outputAtBlock", hex(number))
+        if self.fault == "wrong-output-root":
+            stale = self.l2.call("optimism_outputAtBlock", hex(number - 1))["stateRoot"]
+            root = output_root_v0(bytes.fromhex(stale[2:]), bytes.fromhex(output["withdrawalStorageRoot"][2:]),
+                                  bytes.fromhex(output["blockRef"]["hash"][2:]))  # fmt: skip
+            log.warning("fault wrong-output-root: proposing #%d with the state root of #%d", number, number - 1)
+            output = {**output, "outputRoot": "0x" + root.hex()}
         head = self.l1.call("eth_getBlockByNumber", "latest", False)
         data = (_PROPOSE + bytes.fromhex(output["outputRoot"][2:]) + number.to_bytes(32, "big")
                 + bytes.fromhex(head["hash"][2:]) + int(head["number"], 16).to_bytes(32, "big"))  # fmt: skip
