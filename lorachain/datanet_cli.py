@@ -35,24 +35,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(1, f"{self.prog}: error: {message}\n")
 
 
-def _id(text: str) -> int:
+def _integer(text: str, least: int, why: str) -> int:
     try:
         value = int(text, 10)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"ids start at 1, got {value}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"{why}, got {value}")
     return value
+
+
+def _id(text: str) -> int:
+    return _integer(text, 1, "ids start at 1")
 
 
 def _count(text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
+    return _integer(text, 0, "must not be negative")
 
 
 def add_commands(sub: Any) -> None:

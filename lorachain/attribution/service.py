@@ -17,7 +17,6 @@ positive integer weights, ordered by weight descending then by (datanet_id, inde
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -29,6 +28,7 @@ import numpy as np
 
 from lorachain.attribution.record import RecordError, TrainingRecord, decode_record, example_token_ids
 from lorachain.precompiles.attribution_abi import Method
+from lorachain.sidecar.artifact import write_atomic
 from lorachain.sidecar.types import RequestError, UnknownRecordError
 
 MAX_PREPARED = 4  # records kept decoded and indexed in memory
@@ -78,12 +78,7 @@ class Attributor:
             raise RequestError("the training record is for another base model")
         path = self._path(digest)
         if not path.is_file():
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-            with open(tmp, "wb") as f:
-                f.write(blob)
-                f.flush()
-                os.fsync(f.fileno())
-            tmp.replace(path)
+            write_atomic(path, blob)
         return summary(record, digest)
 
     def has(self, record_id: str) -> bool:

@@ -9,7 +9,6 @@ On CPU the device tier and the host tier are the same memory; the host LRU alone
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from lorachain.sidecar.adapters import (
     merge_adapters,
     parse_adapter,
 )
+from lorachain.sidecar.artifact import write_atomic
 from lorachain.sidecar.checkpoint import LlamaConfig
 from lorachain.sidecar.types import RequestError, UnknownAdapterError
 
@@ -158,12 +158,7 @@ class AdapterStore:
         with self._lock:
             path = self._path(digest)
             if not path.is_file():
-                tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-                with open(tmp, "wb") as f:
-                    f.write(blob)
-                    f.flush()
-                    os.fsync(f.fileno())
-                tmp.replace(path)
+                write_atomic(path, blob)
             self._registered.add(digest)
             self._host.put(digest, adapter)
         return _info(adapter)

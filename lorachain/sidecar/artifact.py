@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,8 +149,8 @@ def load_model(model: str | Path, cache: Path = DEFAULT_CACHE) -> QuantizedModel
     from lorachain.sidecar.checkpoint import load_checkpoint
 
     blob, digest = convert_checkpoint(load_checkpoint(model))
-    _write_atomic(artifact_path(cache, digest), blob)
-    _write_atomic(pointer, f"0x{digest.hex()}\n".encode())
+    write_atomic(artifact_path(cache, digest), blob)
+    write_atomic(pointer, f"0x{digest.hex()}\n".encode())
     return parse_model(blob, digest)
 
 
@@ -172,9 +173,10 @@ def _hash_from_name(path: Path) -> bytes | None:
     return None
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves either the old file or the whole new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
