@@ -20,6 +20,11 @@ def add_commands(sub: Any) -> None:
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _common(q)
     q.set_defaults(func=cmd_explain)
+    q = attribution.add_parser("cite", help="RAG: the snapshot passages (document hash, byte span) that support a text")
+    q.add_argument("record", type=Path, help="a training record file (it carries the snapshot's documents)")
+    q.add_argument("text", help="the question and/or answer to find support for")
+    q.add_argument("-k", type=int, default=3, help="citations to return (default: %(default)s)")
+    q.set_defaults(func=cmd_cite)
     q = attribution.add_parser("record", help="summarize a training record file (checks it)")
     q.add_argument("path", type=Path)
     q.set_defaults(func=cmd_record)
@@ -42,19 +47,46 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_record(args: argparse.Namespace) -> int:
+def cmd_cite(args: argparse.Namespace) -> int:
+    """Fixed-point BM25 over the record's documents; each citation checked with ``verify_citation``."""
+    from lorachain.attribution.bm25 import Bm25Index, cite, verify_citation
+
+    record = _load_record(args.record)[1]
+    if not 1 <= args.k <= 64:
+        raise CliError("-k must be in 1..64")
+    documents = [e.text for e in record.examples]
+    try:
+        citations = cite(Bm25Index(documents), args.text, args.k)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    out = []
+    for c in citations:
+        example = record.examples[c.doc_id]
+        assert verify_citation(documents[c.doc_id], c)
+        out.append({"datanet_id": example.datanet_id, "index": example.index, "doc_hash": "0x" + c.doc_hash.hex(),
+                    "start": c.start, "end": c.end, "text": documents[c.doc_id][c.start : c.end].decode()})  # fmt: skip
+    print(json.dumps({"query": args.text, "citations": out}, indent=2))
+    return 0
+
+
+def _load_record(path: Path):
     from eth_utils import keccak
 
     from lorachain.attribution.record import RecordError, decode_record
-    from lorachain.attribution.service import summary
 
     try:
-        blob = args.path.read_bytes()
-        record = decode_record(blob)
+        blob = path.read_bytes()
+        return keccak(blob), decode_record(blob)
     except OSError as exc:
-        raise CliError(f"cannot read {args.path}: {exc}") from exc
+        raise CliError(f"cannot read {path}: {exc}") from exc
     except RecordError as exc:
-        raise CliError(f"{args.path}: {exc}") from exc
-    json.dump({**summary(record, keccak(blob)), "training": record.training}, sys.stdout, indent=2)
+        raise CliError(f"{path}: {exc}") from exc
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from lorachain.attribution.service import summary
+
+    digest, record = _load_record(args.path)
+    json.dump({**summary(record, digest), "training": record.training}, sys.stdout, indent=2)
     print()
     return 0

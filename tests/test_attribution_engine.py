@@ -220,3 +220,26 @@ def test_record_files_are_reloaded_from_disk(trained):
     attributor = Attributor(trained["engine"], Path(trained["root"] / "records"))
     info = attributor.info("0x" + trained["hash"].hex())
     assert info["examples"] == len(FACTS) and info["held_out"] == 1 and info["influence_dims"] == 2048
+
+
+def test_cite_and_record_commands(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    record = _record()
+    path = tmp_path / "record.bin"
+    path.write_bytes(record.encode())
+    command = [sys.executable, "-m", "lorachain.cli", "attribution"]
+    done = subprocess.run([*command, "cite", str(path), "which facts? two facts", "-k", "1"], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [citation] = json.loads(done.stdout)["citations"]
+    assert (citation["index"], citation["text"]) == (1, "two facts")
+    assert citation["doc_hash"] == "0x" + keccak(b"two facts").hex()
+    summary = json.loads(subprocess.run([*command, "record", str(path)], capture_output=True, text=True,
+                                        timeout=120).stdout)  # fmt: skip
+    assert summary["id"] == "0x" + record.hash.hex() and summary["examples"] == 3
+    path.write_bytes(record.encode()[:-3])
+    bad = subprocess.run([*command, "record", str(path)], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "error:" in bad.stderr and "Traceback" not in bad.stderr
