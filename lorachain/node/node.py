@@ -123,12 +123,19 @@ class Node:
         self.chain.close()
 
     async def _derive_loop(self, poll_s: float = 0.5) -> None:
-        """A validator's block source: one L1 block at a time, on the loop (RPC reads see whole blocks)."""
+        """A validator's block source: one L1 block at a time, on the loop (RPC reads see whole blocks), handing
+        the loop back after each derived L2 block: an L1 block may carry a channel of hundreds of L2 blocks (the
+        batcher's ``--max-blocks``), seconds of execution during which RPC requests (several loop turns each)
+        and gossip would otherwise wait; a catching-up validator then stopped answering JSON-RPC within
+        clients' timeouts."""
         deriver = self.config.deriver
         while True:
             try:
                 before = self.chain.head.block_number
-                deriver.step()
+                with contextlib.closing(deriver.step_blocks()) as blocks:
+                    for _ in blocks:
+                        self.pool.reset()
+                        await asyncio.sleep(0)  # RPC requests and gossiped blocks, between two derived blocks
                 caught_up = deriver.stalled is not None or (  # held back by missing DA data: poll, don't spin
                     deriver.next_l1 > deriver.l1.block_number() - deriver.config.l1_confirmations)  # fmt: skip
                 if self.chain.head.block_number != before:

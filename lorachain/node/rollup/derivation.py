@@ -45,6 +45,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from eth_utils import keccak
@@ -233,7 +234,15 @@ class Deriver:
     def step(self) -> int:
         """Read the next L1 block if it is confirmed; the number of L2 blocks derived from it. Then the output
         roots proposed on L1 for blocks derived so far are checked (:class:`OutputRootChecker`)."""
-        derived = self._step()
+        return sum(self.step_blocks())
+
+    def step_blocks(self) -> Iterator[int]:
+        """:meth:`step`, one L2 block at a time: yields 1 after each block derived, so that the node's loop can
+        answer RPC requests and apply gossip between the blocks of one L1 block (a channel of a few hundred
+        blocks takes seconds to execute). Between two yields the chain and the safe head are whole: the head is a
+        derived block and ``next_l1`` is already past the L1 block being read (that block's data is what the safe
+        head is derived from); if the step fails, ``next_l1`` goes back to that L1 block, to be read again."""
+        yield from self._step()
         if self.outputs is not None and self.divergence is None:
             report = self.outputs.check(self.safe_head.block_number)
             if report is not None:
@@ -242,19 +251,18 @@ class Deriver:
                           "%s; first differing component %s; derivation stops here", report["output_index"],
                           report["block"], report["posted_output_root"][2:], report["derived_output_root"],
                           report["first_differing_component"])  # fmt: skip
-        return derived
 
-    def _step(self) -> int:
+    def _step(self) -> Iterator[int]:
         if self.divergence is not None:
-            return 0
+            return
         number = self.next_l1
         if number > self.l1.block_number() - self.config.l1_confirmations:
-            return 0
+            return
         try:
             frames = frames_in_l1_block(self.l1, self.config, number, self.da)
         except DataUnavailable as exc:
             self._stall(number, exc)
-            return 0
+            return
         if self.stalled is not None:
             log.warning("DA data of batcher tx %s appeared after %.1fs: derivation goes on from L1 block #%d",
                         self.stalled.tx_hash, time.monotonic() - self._stalled_since, number)  # fmt: skip
@@ -266,22 +274,24 @@ class Deriver:
                 IGNORED_FRAMES.inc()
                 log.warning("ignoring frame %d of channel 0x%s (seen before, or past the channel's end)",
                             frame.number, frame.channel_id.hex())  # fmt: skip
-        derived = 0
-        for channel_id, (assembler, opened) in sorted(self._channels.items(), key=lambda item: item[1][1]):
-            if assembler.ready:
-                del self._channels[channel_id]
-                derived += self._apply_channel(assembler)
-            elif number - opened > self.channel_timeout:
-                log.warning("channel 0x%s timed out after %d L1 blocks", channel_id.hex(), number - opened)
-                DROPPED_CHANNELS.labels("timeout").inc()
-                del self._channels[channel_id]
-        self.next_l1 = number + 1
+        self.next_l1 = number + 1  # while its blocks are derived, the safe head holds data of L1 block `number`
+        try:
+            for channel_id, (assembler, opened) in sorted(self._channels.items(), key=lambda item: item[1][1]):
+                if assembler.ready:
+                    del self._channels[channel_id]
+                    yield from self._apply_channel(assembler)
+                elif number - opened > self.channel_timeout:
+                    log.warning("channel 0x%s timed out after %d L1 blocks", channel_id.hex(), number - opened)
+                    DROPPED_CHANNELS.labels("timeout").inc()
+                    del self._channels[channel_id]
+        except BaseException:  # a failed step (or one abandoned at shutdown) reads this L1 block again
+            self.next_l1 = number
+            raise
         # A restart reads again from the oldest channel still open (its batches are not applied yet);
         # batches it re-reads that were applied already are skipped, since their parent is no longer the head.
         _save_resume(self.state_path, min((opened for _, opened in self._channels.values()), default=number + 1),
                      self.safe_head.hash)  # fmt: skip
         metrics.L1_POSITION.set(self.next_l1)
-        return derived
 
     def _stall(self, number: int, exc: DataUnavailable) -> None:
         """Stay on L1 block ``number``: its batcher data is posted but the DA server does not give it."""
@@ -297,14 +307,14 @@ class Deriver:
             log.warning("derivation still held at L1 block #%d after %.0fs: %s", number, now - self._stalled_since, exc)
         self.stalled = exc
 
-    def _apply_channel(self, assembler: ChannelAssembler) -> int:
+    def _apply_channel(self, assembler: ChannelAssembler) -> Iterator[int]:
+        """Apply the channel's batches in order; yields 1 after each block derived."""
         try:
             raw_batches = split_batches(decompress_channel(assembler.data()))
         except ChannelError as exc:
             DROPPED_CHANNELS.labels("unreadable").inc()
             log.warning("dropping channel 0x%s: %s", assembler.channel_id.hex(), exc)
-            return 0
-        applied = 0
+            return
         for raw in raw_batches:
             try:
                 batch = SingularBatch.decode(raw)
@@ -313,10 +323,9 @@ class Deriver:
                 log.warning("dropping the rest of channel 0x%s: %s", assembler.channel_id.hex(), exc)
                 break
             if self._apply(batch):
-                applied += 1
+                yield 1
                 if self.divergence is not None:
                     break
-        return applied
 
     # -- one batch -------------------------------------------------------------------------------
     def _apply(self, batch: SingularBatch) -> bool:
