@@ -153,6 +153,16 @@ def test_sync_status_on_sequencer_and_validator(tmp_path: Path) -> None:
         # the validator derives just as far as the sequencer calls safe
         wait_for(lambda: val()["safe_l2"]["number"] >= later["safe_l2"]["number"], timeout=60, what="the validator")
         assert val()["safe_l2"] == later["safe_l2"]
+        # the block tags of eth_ methods name the same heads (on the sequencer, "safe" is not its head)
+        for w3 in (ws, wv):
+            safe_block, final_block = w3.eth.get_block("safe"), w3.eth.get_block("finalized")
+            assert (safe_block.number, "0x" + safe_block.hash.hex().removeprefix("0x")) == (
+                later["safe_l2"]["number"], later["safe_l2"]["hash"])  # fmt: skip
+            assert final_block.number <= safe_block.number
+            assert w3.eth.get_block(final_block.number).hash == final_block.hash
+            payee = w3.eth.accounts[7]
+            assert w3.eth.get_balance(payee, "safe") == w3.eth.get_balance(payee, safe_block.number)
+        assert ws.eth.get_block("latest").number > later["safe_l2"]["number"]
         assert seq.polls > 5 and val.polls > 3
     finally:
         stop_all(batcher, validator, sequencer, da, l1)

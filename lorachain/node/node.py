@@ -59,6 +59,14 @@ def _tamper_state(state: StateAPI) -> None:
     state.delta_balance(b"\x7a" * 20, 1)
 
 
+def _l2_heads(chain: Blockchain, config: NodeConfig) -> Any:
+    if config.sequencer is None and config.deriver is None:
+        return None
+    from lorachain.node.rollup.l2_heads import L2Heads  # rollup code only where a rollup role is configured
+
+    return L2Heads.of(chain, sequencer=config.sequencer, deriver=config.deriver)
+
+
 @dataclass
 class Snapshot:
     head_hash: bytes
@@ -72,6 +80,7 @@ class Node:
         self.chain = chain
         self.config = config or NodeConfig()
         self.events = EventBus()
+        self.heads = _l2_heads(chain, self.config)  # safe/finalized of a rollup node; None for a plain devnet
         self.clock = BlockClock()
         self.pool = TxPool(
             chain_id=chain.chain_id,
@@ -380,9 +389,8 @@ class Node:
 
     def resolve_tag(self, tag: str) -> BlockHeaderAPI:
         head = self.chain.head
-        safe = getattr(self.config.deriver, "safe_head", None)
-        if tag in ("safe", "finalized") and safe is not None and self.chain.is_canonical(safe):
-            return safe  # a validator with unsafe blocks from gossip: what derivation has reached
+        if tag in ("safe", "finalized") and self.heads is not None:
+            return self.heads.tag(tag)  # a rollup node: what L1 makes safe, and what the L1's finality finalizes
         if tag in ("latest", "pending", "safe", "finalized"):
             return head
         if tag == "earliest":

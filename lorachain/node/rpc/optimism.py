@@ -27,7 +27,6 @@ from lorachain.node.node import Node
 from lorachain.node.rollup.config import RollupConfig
 from lorachain.node.rollup.l1_client import L1Client, L1RpcError, L1Unavailable
 from lorachain.node.rollup.outputs import OUTPUT_VERSION_V0, output_at
-from lorachain.node.rollup.safe_head import Finality, SafeHeadTracker
 from lorachain.node.rollup.sequencer import origin_of
 from lorachain.node.rpc import codec
 from lorachain.node.rpc.blocks import resolve_block
@@ -52,11 +51,7 @@ class OptimismApi:
         role = node.config.sequencer or node.config.deriver
         self.rollup: RollupConfig | None = role.config if role is not None else None
         self.l1: L1Client | None = role.l1 if role is not None else None
-        self._tracker: SafeHeadTracker | None = None
-        if node.config.sequencer is not None and node.config.deriver is None:
-            self._tracker = SafeHeadTracker(self.rollup, self.l1, node.chain, da=node.config.sequencer.da)
-        self._finality = Finality(node.chain.header_by_number(0))  # the validator's
-        self._started_at = node.chain.head  # a validator's head at start: what it derived before is not tracked
+        self.heads = node.heads  # lorachain.node.rollup.l2_heads: the same heads the block tags use
 
     def optimism_outputAtBlock(self, block: Any) -> dict[str, Any]:
         """The v0 output root of an L2 block, with the block's reference and the roots it commits to."""
@@ -91,26 +86,15 @@ class OptimismApi:
     def optimism_syncStatus(self) -> dict[str, Any]:
         rollup = self._rollup("optimism_syncStatus")
         assert self.l1 is not None
-        chain = self.node.chain
+        assert self.heads is not None
+        unsafe = self.node.chain.head
         try:
-            unsafe = chain.head
-            if self._tracker is not None:  # the sequencer: what its batches on L1 make safe
-                self._tracker.step()
-                safe, next_l1 = self._tracker.safe, self._tracker.next_l1
-                finality = self._tracker.finality
-            else:  # the validator: what it derived is safe; gossiped blocks beyond it are unsafe
-                deriver = self.node.config.deriver
-                safe, next_l1, finality = deriver.safe_head, deriver.next_l1, self._finality
-                if safe.hash != self._started_at.hash or safe.block_number == 0:
-                    finality.record(next_l1 - 1, safe)
-            current_l1 = _l1_ref(self.l1.block_by_number(max(next_l1 - 1, rollup.genesis_l1.number)))
-            # read after what derivation read, oldest first: as the L1 moves, current and finalized <= safe <= head
-            finalized_l1, safe_l1, head_l1 = (self._l1_tag(tag) for tag in ("finalized", "safe", "latest"))
+            heads = self.heads.view()
+            current_l1 = _l1_ref(self.l1.block_by_number(max(heads.next_l1 - 1, rollup.genesis_l1.number)))
         except (L1Unavailable, L1RpcError) as exc:
             raise server_error(f"the L1 node cannot be read: {exc}") from None
-        finalized = finality.update(finalized_l1["number"])
-        if not chain.is_canonical(finalized) or finalized.block_number > safe.block_number:
-            finalized = safe if chain.is_canonical(safe) else chain.header_by_number(0)
+        safe, finalized = heads.safe, heads.finalized
+        finalized_l1, safe_l1, head_l1 = (_l1_ref(raw) for raw in (heads.finalized_l1, heads.safe_l1, heads.head_l1))
         safe_ref, unsafe_ref = self._l2_ref(safe), self._l2_ref(unsafe)
         return {
             "current_l1": current_l1,
@@ -125,15 +109,6 @@ class OptimismApi:
             "cross_unsafe_l2": unsafe_ref,
             "local_safe_l2": safe_ref,
         }
-
-    def _l1_tag(self, tag: str) -> dict[str, Any]:
-        assert self.l1 is not None
-        try:
-            return _l1_ref(self.l1.call("eth_getBlockByNumber", tag, False))
-        except L1RpcError:
-            if tag == "latest":
-                raise
-            return dict(ZERO_L1_REF)  # an L1 without safe/finalized blocks (op-node: an empty ref)
 
     def _l2_ref(self, header: BlockHeaderAPI) -> dict[str, Any]:
         assert self.rollup is not None
