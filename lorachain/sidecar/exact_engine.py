@@ -8,7 +8,9 @@ which other requests share its batch, on thread count, or on the device.
 
 ``start`` validates a request and returns a :class:`Sequence`; ``step`` advances a list of sequences by one
 token each (the first step of a sequence runs its whole prompt); ``finish`` seals the result with its
-commitment. ``generate`` does all three for a list of requests.
+commitment. ``generate`` does all three for a list of requests. ``activations`` runs one request alone
+and digests its hidden state at every step and layer (format: :mod:`lorachain.sidecar.wire`), so two
+machines that disagree can find the first layer they disagree on.
 """
 
 from __future__ import annotations
@@ -36,10 +38,21 @@ from lorachain.sidecar.fixed_point import (
 )
 from lorachain.sidecar.kv_cache import KVPool
 from lorachain.sidecar.types import DecodingParams, GenerationRequest, GenerationResult, RequestError
+from lorachain.sidecar.wire import ActivationTrace, activation_digest, activation_root
 
 log = logging.getLogger(__name__)
 
 MAX_CONTEXT = 1 << 15  # keeps attention sums (probabilities * values * positions) below 2^53
+
+
+def tensor_digest(t: torch.Tensor) -> bytes:
+    """The activation digest of an integer tensor of rows (``wire.activation_digest``): int64, little-endian,
+    contiguous row-major, on the host, whatever the device and dtype it was computed in."""
+    if t.dtype.is_floating_point or t.dtype.is_complex:
+        raise TypeError(f"activation digests are of integer tensors, not {t.dtype}")
+    rows = t.reshape(t.shape[0], -1).to(device="cpu", dtype=torch.int64).contiguous()
+    data = rows.numpy().astype("<i8", copy=False).tobytes()
+    return activation_digest(rows.shape[0], rows.shape[1], data)
 
 
 @dataclass
@@ -222,6 +235,19 @@ class ExactEngine:
             self.step(seqs)
         return [self.finish(s) for s in seqs]
 
+    @torch.inference_mode()
+    def activations(self, request: GenerationRequest) -> ActivationTrace:
+        """Generate ``request`` alone, digesting every step's hidden states: per step, the embedding output,
+        each layer's output and the logits. The tokens and commitment are :meth:`generate`'s (rows do not
+        depend on their batch)."""
+        seq = self.start(request)
+        hashes: list[tuple[bytes, ...]] = []
+        while not seq.done:
+            row: list[bytes] = []
+            self.step([seq], digests=row)
+            hashes.append(tuple(row))
+        return ActivationTrace(self.finish(seq), tuple(hashes), activation_root(hashes))
+
     def info(self) -> dict:
         cfg = self.config
         return {
@@ -238,12 +264,12 @@ class ExactEngine:
     # --- the forward pass ----------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def step(self, seqs: list[Sequence]) -> None:
-        """Advance every unfinished sequence by one token."""
+    def step(self, seqs: list[Sequence], digests: list[bytes] | None = None) -> None:
+        """Advance every unfinished sequence by one token (``digests``: see :meth:`forward`)."""
         active = [s for s in seqs if not s.done]
         if not active:
             return
-        logits = self.forward(active)
+        logits = self.forward(active, digests=digests)
         greedy_tokens = greedy_rows(logits).tolist()  # one device sync for the whole batch
         for seq, row, greedy_token in zip(active, logits, greedy_tokens, strict=True):
             params = seq.request.params
@@ -275,9 +301,14 @@ class ExactEngine:
         capture["logits"] = self.forward([seq], all_positions=True, capture=capture)
         return capture
 
-    def forward(self, seqs: list[Sequence], all_positions: bool = False, capture: dict | None = None) -> torch.Tensor:
+    def forward(
+        self, seqs: list[Sequence], all_positions: bool = False, capture: dict | None = None,
+        digests: list[bytes] | None = None,
+    ) -> torch.Tensor:  # fmt: skip
         """Run every sequence's uncached tokens; return the last position's logits per sequence (F_HIDDEN),
-        or with ``all_positions`` the logits of every new row. ``capture`` receives :meth:`trace`'s tensors."""
+        or with ``all_positions`` the logits of every new row. ``capture`` receives :meth:`trace`'s tensors;
+        ``digests`` the digests of the embedding output, of each layer's output and of the returned logits
+        (over all the batch's rows: :meth:`activations` runs one sequence)."""
         cfg = self.config
         ids, positions, spans, row_slots = [], [], [], []
         for seq in seqs:
@@ -293,6 +324,8 @@ class ExactEngine:
         ops, eps = self.ops, self.eps_q40
         x = rshift_round(self.embed_q[ids_t].to(torch.int64) * self.embed_c[ids_t][:, None], self.embed_shift)
         head_dim = cfg.head_dim
+        if digests is not None:
+            digests.append(tensor_digest(x))
 
         def project(layer: int, short: str, qx, m, e, acc=None) -> tuple:
             """One projection's GEMM result (or its block ``acc`` of a fused GEMM), multipliers, bias, LoRA term."""
@@ -334,6 +367,8 @@ class ExactEngine:
             if capture is not None and i == len(self.layers) - 1:
                 capture["down_in"] = (qx.clone(), m.clone(), e.clone())
             x = ops.residual_add(x, *project(i, "down", qx, m, e))
+            if digests is not None:
+                digests.append(tensor_digest(x))
         for seq, (_, count) in zip(seqs, spans, strict=True):
             seq.cached += count
         if capture is not None:
@@ -342,7 +377,10 @@ class ExactEngine:
             x = x[torch.tensor([start + count - 1 for start, count in spans], device=self.device)].contiguous()
         qx, m, e = ops.norm_quantize(x, self.final_norm, eps)
         head = self.lm_head
-        return ops.requant(self.mm.product(qx, head.weight), head.c, head.shift, m, e)
+        logits = ops.requant(self.mm.product(qx, head.weight), head.c, head.shift, m, e)
+        if digests is not None:
+            digests.append(tensor_digest(logits))
+        return logits
 
     def _lora_rows(self, seqs: list[Sequence], spans) -> tuple[torch.Tensor | None, _LoraBatch | None]:
         adapters: dict[bytes, QuantizedAdapter] = {}

@@ -15,13 +15,24 @@ field, so a malformed body is answered with a 400 and never reaches the engine.
   attribute request {record: bin(32), adapter_id: str, prompt_ids: [int], output_ids: [int], method: int,
                      top_k: int, snapshots: [[datanet_id: int, root: bin(32)]]}
   attribute result  {method: int, contributions: [[datanet_id, index, weight: int]]}
+  activations       generate request -> {result: generate result, hashes: [[bin(32)]], root: bin(32)}
   error             {error: {message: str, type: str, code: str}}
 
 Each message has an ``encode_*`` (the sender's side) and a ``decode_*`` (the receiver's side).
+
+Activation hashes (``POST /v1/lorachain/activations``): ``hashes[s][c]`` is the digest of the integer hidden
+state at generation step ``s`` (step 0 runs the prompt, step ``s`` the token chosen at step ``s - 1``; one step
+per output token) and column ``c``: 0 the embedding output, ``i + 1`` the residual stream after transformer
+layer ``i``, the last the logits the token is chosen from (final norm and LM head). A digest is
+blake2b-256 over ``rows`` and ``cols`` (u32 little-endian) then the values as int64 little-endian, row-major.
+``root`` (:func:`activation_root`) is blake2b-256 over the step roots, each blake2b-256 over that step's row
+of digests: two parties compare the roots, then bisect (:func:`first_divergence`).
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -319,3 +330,76 @@ def decode_attribution(obj: Any) -> tuple[int, list[tuple[int, int, int]]]:
             raise RequestError("each contribution is [datanet_id, index, weight] of non-negative integers")
         rows.append((entry[0], entry[1], entry[2]))
     return obj["method"], rows
+
+
+# -- activation hashes ---------------------------------------------------------------------------
+MAX_ACTIVATION_STEPS = 1 << 14
+MAX_ACTIVATION_COLUMNS = 1 << 10
+
+
+@dataclass(frozen=True)
+class ActivationTrace:
+    """A generation with its activation digests: ``hashes[step][column]`` (see the module docstring)."""
+
+    result: GenerationResult
+    hashes: tuple[tuple[bytes, ...], ...]
+    root: bytes
+
+
+def activation_digest(rows: int, cols: int, data: bytes) -> bytes:
+    """The digest of an integer tensor of ``rows`` x ``cols`` whose int64 little-endian row-major bytes are ``data``."""
+    if len(data) != rows * cols * 8:
+        raise ValueError(f"{len(data)} bytes are not {rows} x {cols} int64 values")
+    header = rows.to_bytes(4, "little") + cols.to_bytes(4, "little")
+    return hashlib.blake2b(header + data, digest_size=32).digest()
+
+
+def activation_root(hashes: Sequence[Sequence[bytes]]) -> bytes:
+    """blake2b-256 over the step roots (each blake2b-256 over the step's digests, in column order)."""
+    steps = b"".join(hashlib.blake2b(b"".join(row), digest_size=32).digest() for row in hashes)
+    return hashlib.blake2b(steps, digest_size=32).digest()
+
+
+def column_name(column: int, columns: int) -> str:
+    """``embedding``, ``layers.<i>`` or ``logits``: what column ``column`` of a ``columns``-wide row hashes."""
+    if column == 0:
+        return "embedding"
+    return "logits" if column == columns - 1 else f"layers.{column - 1}"
+
+
+def first_divergence(ours: Sequence[Sequence[bytes]], theirs: Sequence[Sequence[bytes]]) -> tuple[int, int] | None:
+    """The first ``(step, column)``, steps in order and columns in order within a step, whose digests differ;
+    where one side has fewer steps (or columns), the first missing one counts. None if equal."""
+    for step, (a, b) in enumerate(zip(ours, theirs, strict=False)):
+        if tuple(a) == tuple(b):
+            continue
+        for column, (x, y) in enumerate(zip(a, b, strict=False)):
+            if x != y:
+                return step, column
+        return step, min(len(a), len(b))
+    return None if len(ours) == len(theirs) else (min(len(ours), len(theirs)), 0)
+
+
+def encode_activations(trace: ActivationTrace) -> dict:
+    return {"result": encode_result(trace.result), "hashes": [list(row) for row in trace.hashes], "root": trace.root}
+
+
+def decode_activations(obj: Any) -> ActivationTrace:
+    """An :class:`ActivationTrace` (the node's side): one row per output token, rows of equal width (at least
+    embedding and logits), and ``root`` recomputed from the rows; :class:`RequestError` otherwise."""
+    if not isinstance(obj, dict) or set(obj) != {"result", "hashes", "root"}:
+        raise RequestError("an activations answer is a map {result, hashes, root}")
+    result = decode_result(obj["result"])
+    rows = obj["hashes"]
+    if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
+        raise RequestError("hashes must be a list of rows (lists)")
+    if len(rows) != len(result.output_ids) or len(rows) > MAX_ACTIVATION_STEPS:
+        raise RequestError(f"hashes holds {len(rows)} steps for {len(result.output_ids)} output tokens")
+    widths = {len(row) for row in rows}
+    if len(widths) > 1 or not all(2 <= w <= MAX_ACTIVATION_COLUMNS for w in widths):
+        raise RequestError(f"every step's row of hashes has the same width, 2..{MAX_ACTIVATION_COLUMNS}")
+    hashes = tuple(tuple(_bytes32(h, "hashes") for h in row) for row in rows)
+    root = _bytes32(obj["root"], "root")
+    if root != activation_root(hashes):
+        raise RequestError("root is not the activation root of hashes")
+    return ActivationTrace(result, hashes, root)
