@@ -44,6 +44,10 @@ class SidecarClient:
     def generate(self, request: GenerationRequest) -> GenerationResult:
         return wire.decode_result(self._call("POST", "/v1/lorachain/generate", wire.encode_request(request)))
 
+    def activations(self, request: GenerationRequest) -> wire.ActivationTrace:
+        """``request``'s result with its per-step, per-layer activation digests (checked against their root)."""
+        return wire.decode_activations(self._call("POST", "/v1/lorachain/activations", wire.encode_request(request)))
+
     def merge(self, adapter_ids: list[str], weights_milli: list[int]) -> str:
         """The id of the weighted merge of ``adapter_ids`` (deterministic: every node gets the same id)."""
         return self._call("POST", "/v1/lorachain/adapters/merge", wire.encode_merge(adapter_ids, weights_milli))["id"]

@@ -2,6 +2,7 @@
 
     POST /v1/lorachain/generate          msgpack request -> result          (see lorachain.sidecar.wire)
     POST /v1/lorachain/generate_batch    {requests: [...]} -> {results: [...]}
+    POST /v1/lorachain/activations       generate request -> {result, hashes, root}: per-step, per-layer digests
     POST /v1/lorachain/adapters/load     {path} -> adapter info
     POST /v1/lorachain/adapters/unload   {adapter_id} -> {unloaded: id}
     POST /v1/lorachain/adapters/merge    {adapter_ids, weights_milli} -> adapter info
@@ -114,6 +115,14 @@ async def generate_batch(request: web.Request) -> web.Response:
     return msgpack_response(wire.encode_batch_results(await asyncio.gather(*(one(e) for e in entries))))
 
 
+async def activations(request: web.Request) -> web.Response:
+    """The request generated alone with its activation digests (run between the batcher's steps)."""
+    req = wire.decode_request(await _msgpack_body(request))
+    engine, scheduler = request.app[ENGINE_KEY], request.app[SCHEDULER_KEY]
+    trace = await asyncio.to_thread(scheduler.run_exclusive, lambda: engine.activations(req))
+    return msgpack_response(wire.encode_activations(trace))
+
+
 async def load_adapter(request: web.Request) -> web.Response:
     path = wire.decode_load(await _msgpack_body(request))
     store = request.app[ENGINE_KEY].store
@@ -218,6 +227,7 @@ def build_app(engine: ExactEngine, scheduler: Scheduler, model_name: str) -> web
     app[ATTRIBUTOR_KEY] = Attributor(engine, engine.store.directory / "records", scheduler.run_exclusive)
     app.router.add_post("/v1/lorachain/generate", generate)
     app.router.add_post("/v1/lorachain/generate_batch", generate_batch)
+    app.router.add_post("/v1/lorachain/activations", activations)
     app.router.add_post("/v1/lorachain/adapters/load", load_adapter)
     app.router.add_post("/v1/lorachain/adapters/unload", unload_adapter)
     app.router.add_post("/v1/lorachain/adapters/merge", merge_adapters)

@@ -7,12 +7,24 @@ sequencer the questions an operator would:
 - ``first_differing_receipt``: our receipts against ``debug_getRawReceipts`` (status, cumulative gas, logs);
 - ``first_differing_ai_output``: every call to the inference precompile, ours (re-traced here) against the
   sequencer's ``callTracer`` trace, in order; the first pair whose returned :class:`InferenceOutput` differs
-  names the transaction, the call and the first differing output token;
+  names the transaction, the call and the first differing output token; and, for that call, the first divergent
+  layer (below);
 - ``first_differing_state_key``: each transaction's ``prestateTracer`` diff, ours against the sequencer's (the
   first address, field and slot that differ); when no transaction's effects differ (a state edit no transaction
   made), the state tries themselves are walked: the sequencer's trie nodes come from ``eth_getProof`` for
   addresses (and slots) whose hashed keys lead to the node wanted, so the first differing key is found in key
   order, and named by address where one the block touched hashes to it.
+
+The first divergent layer of a differing AI call (Verde-style: a dispute then re-runs one layer, not a model):
+our own sidecar and the sequencer's side's sidecar each generate the call's request (rebuilt from the call's
+input as the precompile builds it) with per-step, per-layer activation digests (``POST
+/v1/lorachain/activations``, :mod:`lorachain.sidecar.wire`); the first ``(step, column)`` whose digests differ
+is ``first_divergent_layer``. The sequencer's side's sidecar is the one this node already fetches adapters
+from: the first ``--adapter-source`` of the form ``http://host:port/v1/lorachain/artifacts`` that is not our own
+sidecar (how a validator names the sequencer's sidecar today; it is asked, never trusted: a hash it answers
+only points where to look). Without one, or when it cannot answer, the entry still carries our own
+``activation_root`` and ``first_divergent_layer.reason`` says why the layer is missing; when both sidecars
+agree, the reason says so (the sequencer's recorded output is then not what its sidecar computes).
 
 Every part is best effort: a question the sequencer cannot answer leaves an entry in ``explain_errors``, never
 a lost report.
@@ -24,17 +36,23 @@ import itertools
 import logging
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import rlp
 from eth_utils import keccak
 
 from lorachain.node.rollup.l1_client import L1Client
 from lorachain.node.tracing import BlockReplay, make_tracer
-from lorachain.precompiles.abi import InferenceOutput
+from lorachain.precompiles.abi import InferenceCall, InferenceOutput
 from lorachain.precompiles.inference import INFERENCE_ADDRESS
+from lorachain.precompiles.sidecar_client import SidecarClient
+from lorachain.sidecar import wire
+from lorachain.sidecar.types import DecodingParams, GenerationRequest
 
 log = logging.getLogger("lorachain.derivation")
 
+ARTIFACTS_ROUTE = "/v1/lorachain/artifacts"
+ACTIVATIONS_TIMEOUT_S = 120.0
 MAX_GRIND_NIBBLES = 5  # trie depth up to which the sequencer's nodes are looked up (16^5 hashes at most)
 _INFERENCE = "0x" + INFERENCE_ADDRESS.hex()
 _ACCOUNT_FIELDS = ("nonce", "balance", "storageRoot", "codeHash")
@@ -217,8 +235,99 @@ def _ai_outputs(chain: Any, block: Any, sequencer: L1Client, number: str) -> dic
                 derived_text=mine.text, sequencer_text=yours.text,
                 commitments_differ=mine.commitment != yours.commitment,
             )  # fmt: skip
+            entry.update(layer_divergence(chain, a.get("input"), mine.output_ids, yours.output_ids))
             return entry
     return None
+
+
+# -- activation hashes ---------------------------------------------------------------------------
+def sequencer_sidecar_url(chain: Any) -> str | None:
+    """The sequencer's side's sidecar: the first HTTP adapter source ``<base>/v1/lorachain/artifacts`` whose base is
+    not our own sidecar (see the module docstring)."""
+    client = getattr(chain.inference, "client", None)
+    ours = urlsplit(client.url).netloc if client is not None else None
+    for source in getattr(chain.inference.sources, "sources", []):
+        base = source.rstrip("/")
+        if base.startswith("http://") and base.endswith(ARTIFACTS_ROUTE):
+            base = base.removesuffix(ARTIFACTS_ROUTE)
+            if urlsplit(base).netloc != ours:
+                return base
+    return None
+
+
+def inference_request(client: Any, call_input: bytes) -> GenerationRequest:
+    """The request the inference precompile sends ``client``'s sidecar for a call with input ``call_input``."""
+    call = InferenceCall.decode(call_input)
+    prompt_ids = tuple(client.tokenizer().encode(call.prompt).ids)
+    params = DecodingParams(call.max_new_tokens, call.temperature_milli, call.top_k, call.top_p_milli, call.seed)
+    adapter_id = None
+    if len(call.adapters) == 1:
+        adapter_id = _hex(call.adapters[0])
+    elif call.adapters:
+        adapter_id = client.merge([_hex(a) for a in call.adapters], list(call.weights_milli))
+    return GenerationRequest(prompt_ids, adapter_id, params)
+
+
+def _activations(client: Any, call_input: bytes) -> wire.ActivationTrace:
+    return client.activations(inference_request(client, call_input))
+
+
+def layer_divergence(chain: Any, call_input: str | None, derived_ids: tuple[int, ...],
+                     sequencer_ids: tuple[int, ...], their_url: str | None = None) -> dict:  # fmt: skip
+    """``activation_root`` (ours), ``sequencer_activation_root`` and ``first_divergent_layer`` ({step, column,
+    layer, derived, sequencer, reason}) of one differing AI call; never raises (see the module docstring)."""
+    layer: dict[str, Any] = {"step": None, "column": None, "layer": None, "derived": None, "sequencer": None,
+                             "reason": None}  # fmt: skip
+    entry: dict[str, Any] = {"activation_root": None, "sequencer_activation_root": None,
+                             "first_divergent_layer": layer}  # fmt: skip
+    try:
+        data = bytes.fromhex((call_input or "0x")[2:])
+        client = getattr(chain.inference, "client", None)
+        if client is None:
+            layer["reason"] = "this node runs without a sidecar"
+            return entry
+        ours = _activations(client, data)
+    except Exception as exc:
+        layer["reason"] = f"our sidecar could not trace the call: {type(exc).__name__}: {exc}"
+        return entry
+    entry["activation_root"] = _hex(ours.root)
+    if ours.result.output_ids != tuple(derived_ids):
+        layer["reason"] = "our sidecar's trace does not give our block's output (its model or adapters changed?)"
+        return entry
+    url = their_url or sequencer_sidecar_url(chain)
+    if url is None:
+        layer["reason"] = ("no sidecar of the sequencer's side is known: pass it to the validator as "
+                           f"--adapter-source http://HOST:PORT{ARTIFACTS_ROUTE}")  # fmt: skip
+        return entry
+    entry["sequencer_sidecar"] = url
+    try:
+        theirs_client = SidecarClient(url, timeout_s=ACTIVATIONS_TIMEOUT_S)
+        try:
+            theirs = _activations(theirs_client, data)
+        finally:
+            theirs_client.close()
+    except Exception as exc:
+        layer["reason"] = f"the sequencer's sidecar at {url} gave no activation hashes: {type(exc).__name__}: {exc}"
+        return entry
+    entry["sequencer_activation_root"] = _hex(theirs.root)
+    entry["sequencer_sidecar_output_ids"] = list(theirs.result.output_ids)
+    entry["sequencer_sidecar_gives_sequencer_output"] = theirs.result.output_ids == tuple(sequencer_ids)
+    if theirs.result.model_hash != ours.result.model_hash:
+        entry["sequencer_sidecar_model_hash"] = _hex(theirs.result.model_hash)
+    found = wire.first_divergence(ours.hashes, theirs.hashes)
+    if found is None:
+        layer["reason"] = "the activation hashes agree: the sequencer's sidecar computes our output" + (
+            ", yet the sequencer's block holds another: the difference arose outside inference"
+            if theirs.result.output_ids != tuple(sequencer_ids) else " and the sequencer's output ids"
+        )  # fmt: skip
+        return entry
+    step, column = found
+    width = len((ours.hashes or theirs.hashes)[0])
+    a, b = ours.hashes, theirs.hashes
+    layer.update(step=step, column=column, layer=wire.column_name(column, width),
+                 derived=_hex(a[step][column]) if step < len(a) and column < len(a[step]) else None,
+                 sequencer=_hex(b[step][column]) if step < len(b) and column < len(b[step]) else None)  # fmt: skip
+    return entry
 
 
 def _state_by_transaction(chain: Any, block: Any, sequencer: L1Client, number: str) -> dict | None:
