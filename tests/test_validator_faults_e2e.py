@@ -6,7 +6,8 @@ fault injected by a hidden test-only ``--fault`` mode:
 - ``withhold-da``: a commitment on L1 whose data the DA server does not have holds derivation on that L1 block
   (metric and log line, JSON-RPC served at the last good head), and the validator catches up once it appears;
 - ``tamper-ai-output``: a sequencer whose inference comes back with one token changed is caught by the validator
-  re-executing with its own sidecar; the divergence report names the transaction and the first differing token.
+  re-executing with its own sidecar; the divergence report names the transaction and the first differing token,
+  and the sequencer's sidecar's activation hashes, equal to ours, place the lie outside inference.
 
 A validator killed with ``kill -9`` resuming is covered by test_validator_e2e.py.
 """
@@ -173,7 +174,8 @@ def test_a_tampered_ai_output_is_caught(tmp_path: Path) -> None:
     procs: dict = {}
     try:
         procs, _ = start_rollup(tmp_path, sequencer_args=("--sidecar", seq_url, "--fault", "tamper-ai-output"),
-                                validator_args=("--sidecar", val_url), with_da=False)  # fmt: skip
+                                validator_args=("--sidecar", val_url, "--adapter-source",
+                                                f"{seq_url}/v1/lorachain/artifacts"), with_da=False)  # fmt: skip
         sequencer, validator = procs["sequencer"], procs["validator"]
         ws = Web3(Web3.HTTPProvider(sequencer.url, request_kwargs={"timeout": 120}))
         wv = Web3(Web3.HTTPProvider(validator.url))
@@ -197,6 +199,11 @@ def test_a_tampered_ai_output_is_caught(tmp_path: Path) -> None:
         stored = wv.eth.contract(address=qa.address, abi=qa.abi).functions.answer(0).call()
         assert stored[3] == ai["derived_text"]  # the validator's block holds its own sidecar's answer
         assert ws.eth.contract(address=qa.address, abi=qa.abi).functions.answer(0).call()[3] == ai["sequencer_text"]
+        # the sequencer's sidecar (its --adapter-source) computes what ours does: the lie is not in inference
+        assert ai["activation_root"] == ai["sequencer_activation_root"] is not None
+        layer = ai["first_divergent_layer"]
+        assert layer["step"] is None and "outside inference" in layer["reason"]
+        assert ai["sequencer_sidecar_output_ids"] == ai["derived_output_ids"]
         assert report["first_differing_receipt"]["hash"] == ai["hash"]
         assert "logs" in report["first_differing_receipt"]["fields"]  # the Answered event's text
         state = report["first_differing_state_key"]
