@@ -13,6 +13,7 @@ from typing import Any
 
 from lorachain.genesis.genesis import GenesisError, devnet_genesis, load_genesis, parse_genesis
 from lorachain.node.chain import Blockchain, ChainError
+from lorachain.node.store import SYNC_MODES
 from lorachain.sidecar.types import SidecarError
 
 log = logging.getLogger("lorachain")
@@ -49,13 +50,13 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_or_init(datadir: str, genesis_path: str | None, dev: bool) -> Blockchain:
+def _open_or_init(datadir: str, genesis_path: str | None, dev: bool, sync: str = "full") -> Blockchain:
     if genesis_path:
-        return Blockchain.initialize(datadir, load_genesis(genesis_path))
+        return Blockchain.initialize(datadir, load_genesis(genesis_path), sync=sync)
     if (Path(datadir) / "chaindata" / "data.mdb").exists():
-        return Blockchain.open(datadir)
+        return Blockchain.open(datadir, sync=sync)
     if dev:
-        return Blockchain.initialize(datadir, parse_genesis(devnet_genesis()))
+        return Blockchain.initialize(datadir, parse_genesis(devnet_genesis()), sync=sync)
     raise ChainError(f"{datadir} holds no chain: run `lorachain init --genesis FILE --datadir {datadir}` or use --dev")
 
 
@@ -66,7 +67,10 @@ def cmd_node(args: argparse.Namespace) -> int:
     from lorachain.node.node import MINING_AUTO, MINING_INTERVAL, MINING_MANUAL, Node, NodeConfig
 
     datadir = args.datadir or tempfile.mkdtemp(prefix="lorachain-dev-")
-    chain = _open_or_init(datadir, args.genesis, args.dev)
+    sync = args.db_sync or ("none" if args.dev else "full")
+    chain = _open_or_init(datadir, args.genesis, args.dev, sync)
+    if sync != "full":
+        log.info("database sync %r: a killed node loses nothing; a power loss may lose recent blocks", sync)
     mining = MINING_MANUAL if args.no_mining else MINING_INTERVAL if args.block_time else MINING_AUTO
     config = NodeConfig(
         mining=mining,
@@ -222,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("node", help="run an execution node with JSON-RPC")
     p.add_argument("--dev", action="store_true", help="devnet: built-in genesis, unlocked dev accounts, automine")
     p.add_argument("--datadir", help="data directory (default with --dev: a new temporary one)")
+    p.add_argument("--db.sync", dest="db_sync", choices=SYNC_MODES, default=None,
+                   help="fsync policy of each block's commit: full (data + meta, survives power loss; the default), "
+                   "data (meta page flushed every second: a power loss may undo the last block), none (flushed "
+                   "every second; a killed process loses nothing, a power loss may lose or corrupt recent blocks; "
+                   "the default with --dev, whose chain Hardhat and Anvil keep in memory)")  # fmt: skip
     p.add_argument("--genesis", help="initialise from this genesis.json if the datadir is new")
     p.add_argument("--http.addr", dest="http_addr", default="127.0.0.1")
     p.add_argument("--http.port", dest="http_port", type=int, default=8545)

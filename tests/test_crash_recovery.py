@@ -6,6 +6,7 @@ import signal
 import threading
 import time
 
+import pytest
 import requests
 from eth_account import Account
 
@@ -44,9 +45,10 @@ def _send_loop(url: str, key: bytes, stop: threading.Event, acked: list[tuple[st
             nonce += 1
 
 
-def test_kill_9_under_load_loses_nothing_acknowledged(tmp_path) -> None:
+@pytest.mark.parametrize("sync", ["full", "none"])  # a killed process loses nothing, fsync per block or not
+def test_kill_9_under_load_loses_nothing_acknowledged(tmp_path, sync: str) -> None:
     datadir = tmp_path / "data"
-    node = start_node(datadir)
+    node = start_node(datadir, "--db.sync", sync)
     stop = threading.Event()
     acked: list[list[tuple[str, dict]]] = [[] for _ in range(SENDERS)]
     threads = [
@@ -66,7 +68,7 @@ def test_kill_9_under_load_loses_nothing_acknowledged(tmp_path) -> None:
     all_acked = [item for per_sender in acked for item in per_sender]
     assert len(all_acked) >= 60, "the load did not get going"
 
-    restarted = start_node(datadir)
+    restarted = start_node(datadir, "--db.sync", sync)
     try:
         head = int(restarted.rpc("eth_blockNumber")["result"], 16)
         assert head >= max(int(r["blockNumber"], 16) for _, r in all_acked)

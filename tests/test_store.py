@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import lmdb
 import pytest
 from eth_account import Account
@@ -10,7 +12,7 @@ from eth_utils import to_canonical_address
 from lorachain.genesis.accounts import dev_accounts
 from lorachain.genesis.genesis import devnet_genesis, parse_genesis
 from lorachain.node.chain import Blockchain
-from lorachain.node.store import LmdbStore, PendingWrites
+from lorachain.node.store import SYNC_MODES, LmdbStore, PendingWrites
 
 RECIPIENT = "0x" + "42" * 20
 
@@ -96,6 +98,26 @@ def test_reopen_after_close_keeps_data(tmp_path) -> None:
         assert not second.exists(b"b")
     finally:
         second.close()
+
+
+@pytest.mark.parametrize("sync", SYNC_MODES)
+def test_every_sync_mode_keeps_commits_across_reopen(tmp_path, sync: str) -> None:
+    path = tmp_path / "db"
+    first = LmdbStore(path, map_size=1 << 26, sync=sync, sync_interval_s=0.01)
+    first.write_batch({b"k%d" % i: b"v%d" % i for i in range(100)})
+    time.sleep(0.05)  # the background flush runs meanwhile ("data", "none")
+    first[b"last"] = b"x"
+    first.close()  # "data" and "none" flush on close
+    second = LmdbStore(path, map_size=1 << 26, sync=sync)
+    try:
+        assert second[b"k99"] == b"v99" and second[b"last"] == b"x"
+    finally:
+        second.close()
+
+
+def test_unknown_sync_mode_is_refused(tmp_path) -> None:
+    with pytest.raises(ValueError, match="unknown sync mode 'sometimes'"):
+        LmdbStore(tmp_path / "db", map_size=1 << 26, sync="sometimes")
 
 
 # -- PendingWrites -------------------------------------------------------------------------------

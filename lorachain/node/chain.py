@@ -111,9 +111,10 @@ class Blockchain:
 
     # -- lifecycle -------------------------------------------------------------------------------
     @classmethod
-    def initialize(cls, datadir: str | Path, genesis: Genesis) -> Blockchain:
-        """Open ``datadir``, writing ``genesis`` if the store is new (or checking it matches)."""
-        store = LmdbStore(Path(datadir) / "chaindata")
+    def initialize(cls, datadir: str | Path, genesis: Genesis, sync: str = "full") -> Blockchain:
+        """Open ``datadir``, writing ``genesis`` if the store is new (or checking it matches); ``sync``: how
+        durable each commit is (:mod:`lorachain.node.store`)."""
+        store = LmdbStore(Path(datadir) / "chaindata", sync=sync)
         try:
             stored = store[GENESIS_KEY]
         except KeyError:
@@ -133,12 +134,12 @@ class Blockchain:
         return cls(store, genesis)
 
     @classmethod
-    def open(cls, datadir: str | Path) -> Blockchain:
+    def open(cls, datadir: str | Path, sync: str = "full") -> Blockchain:
         """Open an initialised datadir."""
         path = Path(datadir) / "chaindata"
         if not (path / "data.mdb").exists():
             raise ChainError(f"{datadir} holds no chain: run `lorachain init` first")
-        store = LmdbStore(path)
+        store = LmdbStore(path, sync=sync)
         try:
             raw = json.loads(store[GENESIS_KEY])
         except KeyError as exc:
