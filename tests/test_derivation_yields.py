@@ -30,11 +30,18 @@ from lorachain.node.rollup.derivation import Deriver
 L1_BLOCK = 7
 
 
+def _l1_block(number: int) -> dict | None:
+    """A header of the fake L1 (each block's hash is its number), as derivation's L1 reorg check reads it."""
+    if number > L1_BLOCK + 5:
+        return None
+    return {"number": hex(number), "hash": f"0x{number:064x}", "parentHash": f"0x{number - 1:064x}"}
+
+
 def _deriver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batches: int) -> tuple[Deriver, list]:
     config = RollupConfig(l1_chain_id=900, l2_chain_id=901, genesis_l1=L1BlockRef(L1_BLOCK, bytes(32), 0),
                           deposit_portal=bytes(20), batch_inbox=bytes(20), batcher=bytes(20))  # fmt: skip
     chain = SimpleNamespace(head=SimpleNamespace(block_number=0, hash=bytes(32), timestamp=0))
-    l1 = SimpleNamespace(block_number=lambda: L1_BLOCK + 5)
+    l1 = SimpleNamespace(block_number=lambda: L1_BLOCK + 5, block_by_number=_l1_block)
     encoded = [SingularBatch(bytes(32), L1_BLOCK, bytes(32), 100 + n, ()).encode() for n in range(batches)]
     frames = channel_frames(bytes(range(16)), compress_batches(encoded))
     monkeypatch.setattr(derivation, "frames_in_l1_block", lambda *_: frames)

@@ -10,6 +10,12 @@ Restart-safe: before a transaction is sent its signed bytes are written to the s
 receipt, the progress. A restarted batcher first settles a pending transaction (mined: move on; not
 mined: send the very same bytes again, same nonce), so no block is lost and none is posted twice.
 
+L1 reorgs: the last ``POSTED_KEPT`` batcher transactions are remembered (their L1 block, and the hash of the last
+L2 block each completes). Each round, the newest must still be in that L1 block, and its L2 block in the chain;
+if not (an L1 reorg dropped it, or the sequencer reset its chain on one), the batcher goes back to the newest
+transaction still on L1 for blocks still in the chain and posts the blocks after it again. A transaction
+waiting for its receipt is given up as soon as such a reorg shows, and sent again if the L1 lost it.
+
 Test-only faults (``fault``, never on by default; `lorachain rollup batcher --fault`, hidden from --help) make
 a misbehaving batcher for the validator's tests:
 
@@ -51,6 +57,10 @@ log = logging.getLogger("lorachain.batcher")
 
 CALLDATA_FRAME_SIZE = 120_000  # keeps one batcher transaction well under L1's 128 KiB tx-size limit
 FAULTS = ("withhold-da", "malformed-frames", "duplicate-batches", "out-of-order-frames")  # tests only
+POSTED_KEPT = 256  # batcher transactions remembered: how far back an L1 reorg is followed
+RECEIPT_TIMEOUT_S = 60.0
+RECEIPT_POLL_S = 0.2
+RESEND_AFTER_S = 2.0  # a transaction the L1 no longer knows (dropped from its pool by a reorg) is sent again
 
 
 class BatcherError(RuntimeError):
@@ -79,20 +89,22 @@ def batcher_tx_gas(data: bytes) -> int:
 
 
 class BatcherState:
-    """The state file: the next L2 block to post and a sent-but-unsettled L1 transaction (atomic writes)."""
+    """The state file: the next L2 block to post, a sent-but-unsettled L1 transaction and the transactions mined
+    (atomic writes)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.next_block = 1
-        self.pending: dict[str, Any] | None = None  # {"raw": hex, "hash": hex, "through": int}
+        self.pending: dict[str, Any] | None = None  # {"raw": hex, "hash": hex, "first": int, "through": int}
+        self.posted: list[dict[str, Any]] = []  # mined: {"tx", "first", "through", "l1", "l1_hash", "l2_hash"}
         if path.exists():
             raw = json.loads(path.read_text())
-            self.next_block, self.pending = raw["next_block"], raw.get("pending")
+            self.next_block, self.pending, self.posted = raw["next_block"], raw.get("pending"), raw.get("posted", [])
 
     def save(self) -> None:
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "w") as out:
-            json.dump({"next_block": self.next_block, "pending": self.pending}, out)
+            json.dump({"next_block": self.next_block, "pending": self.pending, "posted": self.posted}, out)
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, self.path)
@@ -131,6 +143,7 @@ class Batcher:
     # -- one round -------------------------------------------------------------------------------
     def step(self) -> int:
         """Post the next channel if there are blocks to post; the number of L2 blocks posted."""
+        self._follow_reorgs()
         self._settle_pending()
         head = self.l2.block_number()
         first = self.state.next_block
@@ -153,7 +166,7 @@ class Batcher:
         payloads = self._faulty(frames, payloads)
         for index, payload in enumerate(payloads):
             through = last if index == len(payloads) - 1 else first - 1
-            self._post(payload, through)
+            self._post(payload, first, through)
         log.info("posted L2 blocks #%d-#%d in %d frame(s)", first, last, len(payloads))
         return last - first + 1
 
@@ -173,10 +186,10 @@ class Batcher:
             return [truncated, encode_frames_calldata([undecompressible, bad_batch, frames[0]]), *payloads[1:]]
         return payloads
 
-    def _post(self, frames_payload: bytes, through: int) -> None:
+    def _post(self, frames_payload: bytes, first: int, through: int) -> None:
         data = frames_payload
         if self.fault == "withhold-da" and self.da is not None and self.withheld == 0:
-            self._send(encode_altda_calldata(self._withhold(frames_payload)), through)
+            self._send(encode_altda_calldata(self._withhold(frames_payload)), first, through)
             return
         if self.da is not None:
             try:
@@ -190,7 +203,7 @@ class Batcher:
                 self.posted_as_calldata += 1
         else:
             self.posted_as_calldata += 1
-        self._send(data, through)
+        self._send(data, first, through)
 
     def _withhold(self, payload: bytes) -> bytes:
         """The commitment the local DA server would give ``payload``, which it is never given (tests only)."""
@@ -202,7 +215,7 @@ class Batcher:
         log.warning("fault withhold-da: commitment 0x%s posted, its data kept from the DA server", commitment.hex())
         return commitment
 
-    def _send(self, data: bytes, through: int) -> None:
+    def _send(self, data: bytes, first: int, through: int) -> None:
         nonce = int(self.l1.call("eth_getTransactionCount", self.account.address, "pending"), 16)
         gas = batcher_tx_gas(data)
         fee = int(self.l1.call("eth_gasPrice"), 16)
@@ -211,7 +224,7 @@ class Batcher:
               "maxPriorityFeePerGas": 1}  # fmt: skip
         signed = self.account.sign_transaction(tx)
         self.state.pending = {"raw": bytes(signed.raw_transaction).hex(), "hash": bytes(signed.hash).hex(),
-                              "through": through}  # fmt: skip
+                              "first": first, "through": through}  # fmt: skip
         self.state.save()
         self._settle_pending()
 
@@ -230,14 +243,68 @@ class Batcher:
                     self.state.save()
                     raise BatcherError(f"the L1 refused batcher tx 0x{pending['hash']}: {exc}") from exc
             if receipt is None:
-                try:
-                    receipt = self.l1.wait_for_receipt("0x" + pending["hash"])
-                except TimeoutError as exc:
-                    raise BatcherError(str(exc)) from exc
+                receipt = self._wait_for_receipt(pending)
         if int(receipt["status"], 16) != 1:
             raise BatcherError(f"batcher transaction 0x{pending['hash']} failed on L1")
         self.state.next_block = max(self.state.next_block, pending["through"] + 1)
         self.state.pending = None
+        through = self.l2.call("eth_getBlockByNumber", hex(pending["through"]), False)
+        if through is not None:
+            self.state.posted.append({"tx": pending["hash"], "first": pending.get("first", pending["through"]),
+                                      "through": pending["through"], "l1": int(receipt["blockNumber"], 16),
+                                      "l1_hash": receipt["blockHash"], "l2_hash": through["hash"]})  # fmt: skip
+            del self.state.posted[:-POSTED_KEPT]
+        self.state.save()
+
+    def _wait_for_receipt(self, pending: dict[str, Any]) -> dict[str, Any]:
+        """The receipt of the pending transaction; BatcherError after ``RECEIPT_TIMEOUT_S``, or at once if an L1
+        reorg dropped transactions posted before it (the next round posts those blocks again)."""
+        tx_hash = "0x" + pending["hash"]
+        started = last_sent = time.monotonic()
+        while time.monotonic() - started < RECEIPT_TIMEOUT_S:
+            receipt = self.l1.call("eth_getTransactionReceipt", tx_hash)
+            if receipt is not None:
+                return receipt
+            if self.state.posted and not self._still_posted(self.state.posted[-1]):
+                raise BatcherError(f"an L1 reorg dropped batcher transactions before 0x{pending['hash']}")
+            if time.monotonic() - last_sent > RESEND_AFTER_S:
+                last_sent = time.monotonic()
+                if self.l1.call("eth_getTransactionByHash", tx_hash) is None:
+                    log.warning("batcher tx %s is unknown to the L1 (an L1 reorg?): sending it again", tx_hash)
+                    try:
+                        self.l1.call("eth_sendRawTransaction", "0x" + pending["raw"])
+                    except L1RpcError as exc:
+                        log.warning("sending batcher tx %s again failed: %s", tx_hash, exc)
+            time.sleep(RECEIPT_POLL_S)
+        raise BatcherError(f"batcher transaction {tx_hash} not mined within {RECEIPT_TIMEOUT_S:.0f}s")
+
+    # -- L1 reorgs ---------------------------------------------------------------------------------
+    def _still_posted(self, entry: dict[str, Any]) -> bool:
+        """Whether a mined batcher transaction is still in its L1 block, for L2 blocks still in the chain."""
+        l1_block = self.l1.block_by_number(entry["l1"])
+        if l1_block is None or l1_block["hash"] != entry["l1_hash"]:
+            return False
+        l2_block = self.l2.call("eth_getBlockByNumber", hex(entry["through"]), False)
+        return l2_block is not None and l2_block["hash"] == entry["l2_hash"]
+
+    def _follow_reorgs(self) -> None:
+        """Post again the L2 blocks whose batcher transactions an L1 reorg (or a sequencer reset) made void."""
+        posted = self.state.posted
+        if not posted or self._still_posted(posted[-1]):
+            return
+        keep = len(posted) - 1
+        while keep > 0 and not self._still_posted(posted[keep - 1]):
+            keep -= 1
+        if keep == 0:
+            log.error("L1 reorg deeper than the %d batcher transactions remembered: posting again from L2 block #%d",
+                      len(posted), posted[0]["first"])  # fmt: skip
+        next_block = posted[keep - 1]["through"] + 1 if keep else posted[0]["first"]
+        log.warning("L1 reorg: %d batcher transaction(s) no longer on L1 (or their L2 blocks left the chain), from L1 "
+                    "block #%d: posting L2 blocks from #%d again (was #%d)", len(posted) - keep, posted[keep]["l1"],
+                    next_block, self.state.next_block)  # fmt: skip
+        self.state.posted = posted[:keep]
+        self.state.next_block = next_block
+        self.state.pending = None  # if the L1 still mines it, its batches are read as already applied
         self.state.save()
 
     def run(self, poll_s: float = 1.0) -> None:

@@ -33,6 +33,15 @@ op-node's consolidation); otherwise the unsafe chain is dropped (reorg to the sa
 built, and the mismatch is recorded (``unsafe-divergence.json`` beside the state file, in the divergence
 report's form; ``lorachain_derivation_unsafe_divergences_total``). Derivation goes on: the L1 + DA chain wins.
 
+L1 reorgs, as op-node handles them: the L1 blocks read are remembered (a journal of ``channel_timeout`` +
+``REORG_MARGIN`` blocks: each one's hash, and the safe head and resume point once it was read; kept in the state
+file, so that a restart also sees a reorg that happened while it was down). Each round, the last block read must
+still be canonical (the next L1 block's parent, or the block itself at the L1 head). If it is not, derivation
+goes back to the newest block of the journal still canonical: its safe head becomes the safe head and the chain
+head (unsafe blocks above are dropped), the channel bank is emptied and L1 is read again from its resume point,
+as a restart does (``lorachain_derivation_l1_reorgs_total``, ``lorachain_derivation_l1_reorg_depth``). A reorg
+deeper than the journal derives again from the rollup's genesis.
+
 With a sequencer URL, every derived block is compared with the sequencer's block of that number; on the
 first mismatch the validator stops deriving and keeps the divergence report (:mod:`divergence`): the block,
 the header fields that differ, the first differing transaction, receipt, state key and AI output token.
@@ -45,9 +54,11 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+from eth.exceptions import HeaderNotFound
 from eth_utils import keccak
 from prometheus_client import Counter, Gauge
 
@@ -69,12 +80,13 @@ from lorachain.node.rollup.sequencer import Sequencer, origin_of
 log = logging.getLogger("lorachain.derivation")
 
 CHANNEL_TIMEOUT = 50  # L1 blocks (Granite)
+REORG_MARGIN = 64  # L1 blocks remembered beyond the channel timeout: the deepest L1 reorg rewound precisely
 STALL_LOG_EVERY_S = 30.0  # while the DA data is missing: a reminder this often
 OUTPUT_POLL_S = 1.0  # the oracle's outputCount() is read at most this often
 _OUTPUT_COUNT = keccak(b"outputCount()")[:4]
 _GET_OUTPUT = keccak(b"getL2Output(uint256)")[:4]
 
-__all__ = ["CHANNEL_TIMEOUT", "Deriver", "OutputRootChecker", "divergence_report"]
+__all__ = ["CHANNEL_TIMEOUT", "Deriver", "L1Journal", "L1Read", "OutputRootChecker", "divergence_report"]
 
 DROPPED_CHANNELS = Counter("lorachain_derivation_dropped_channels_total", "Channels dropped (unreadable, timed out)",
                            ["reason"], registry=metrics.REGISTRY)  # fmt: skip
@@ -95,6 +107,78 @@ OUTPUT_ROOT_MISMATCHES = Counter("lorachain_derivation_output_root_mismatches_to
                                  "Output roots posted on L1 unlike the derived block's (derivation stops)",
                                  registry=metrics.REGISTRY)  # fmt: skip
 DA_STALLED = Gauge("lorachain_derivation_da_stalled", "1 while derivation waits for DA data", registry=metrics.REGISTRY)
+L1_REORGS = Counter("lorachain_derivation_l1_reorgs_total", "L1 reorgs of blocks derivation had read (rewound)",
+                    registry=metrics.REGISTRY)  # fmt: skip
+L1_REORG_DEPTH = Gauge("lorachain_derivation_l1_reorg_depth", "L1 blocks read that the last L1 reorg replaced",
+                       registry=metrics.REGISTRY)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class L1Read:
+    """An L1 block derivation has read: its hash, and the safe head and the resume point once it was read."""
+
+    number: int
+    hash: bytes
+    safe_head: bytes
+    resume_l1: int
+
+    def to_json(self) -> list:
+        return [self.number, "0x" + self.hash.hex(), "0x" + self.safe_head.hex(), self.resume_l1]
+
+    @classmethod
+    def from_json(cls, raw: list) -> L1Read:
+        return cls(raw[0], bytes.fromhex(raw[1][2:]), bytes.fromhex(raw[2][2:]), raw[3])
+
+
+class L1Journal:
+    """The last ``size`` L1 blocks read, oldest first: where an L1 reorg left the chain that was read."""
+
+    def __init__(self, size: int, entries: Iterable[L1Read] = ()) -> None:
+        self.size = size
+        self.entries: dict[int, L1Read] = {entry.number: entry for entry in entries}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __contains__(self, number: int) -> bool:
+        return number in self.entries
+
+    @property
+    def tip(self) -> L1Read | None:
+        return self.entries[next(reversed(self.entries))] if self.entries else None
+
+    @property
+    def oldest(self) -> L1Read | None:
+        return self.entries[next(iter(self.entries))] if self.entries else None
+
+    def record(self, entry: L1Read) -> None:
+        self.entries[entry.number] = entry
+        while len(self.entries) > self.size:
+            del self.entries[next(iter(self.entries))]
+
+    def check_tip(self, l1: L1Client) -> tuple[bool, dict | None]:
+        """Whether the last block read is still canonical (the next block's parent, or the block itself at the
+        L1 head), and the raw header of the L1 block after it (None at the L1 head or with nothing read)."""
+        tip = self.tip
+        if tip is None:
+            return True, None
+        after = l1.block_by_number(tip.number + 1)
+        if after is not None:
+            return bytes.fromhex(after["parentHash"][2:]) == tip.hash, after
+        raw = l1.block_by_number(tip.number)
+        return raw is not None and bytes.fromhex(raw["hash"][2:]) == tip.hash, None
+
+    def rewind(self, l1: L1Client) -> L1Read | None:
+        """Forget the blocks an L1 reorg replaced; the newest still canonical (the common ancestor), or None if
+        every block remembered was replaced (then nothing is kept)."""
+        for entry in reversed(list(self.entries.values())):
+            raw = l1.block_by_number(entry.number)
+            if raw is not None and bytes.fromhex(raw["hash"][2:]) == entry.hash:
+                for number in [n for n in self.entries if n > entry.number]:
+                    del self.entries[number]
+                return entry
+        self.entries.clear()
+        return None
 
 
 def _load_resume(path: Path, start: int) -> int:
@@ -108,11 +192,18 @@ def _load_safe(path: Path) -> bytes | None:
     return bytes.fromhex(safe[2:]) if safe else None
 
 
-def _save_resume(path: Path, resume_l1: int, safe_head: bytes | None = None) -> None:
+def _load_journal(path: Path) -> list[L1Read]:
+    """The L1 blocks read before a restart (none in a state file from before L1 reorgs were handled)."""
+    raw = json.loads(path.read_text()).get("l1_journal", []) if path.exists() else []
+    return [L1Read.from_json(entry) for entry in raw]
+
+
+def _save_resume(path: Path, resume_l1: int, safe_head: bytes | None = None, journal: Iterable[L1Read] = ()) -> None:
     tmp = path.with_suffix(".tmp")
     state: dict = {"resume_l1": resume_l1}
     if safe_head is not None:
         state["safe_head"] = "0x" + safe_head.hex()
+    state["l1_journal"] = [entry.to_json() for entry in journal]
     with open(tmp, "w") as out:
         json.dump(state, out)
         out.flush()
@@ -229,6 +320,8 @@ class Deriver:
         self.unsafe_divergences: list[dict] = []
         self.outputs = (OutputRootChecker(config, l1, chain, sequencer)
                         if config.output_oracle != bytes(20) else None)  # fmt: skip
+        self.journal = L1Journal(channel_timeout + REORG_MARGIN, _load_journal(state_path))  # the L1 blocks read
+        self.l1_reorgs = 0
 
     # -- one L1 block ----------------------------------------------------------------------------
     def step(self) -> int:
@@ -255,9 +348,21 @@ class Deriver:
     def _step(self) -> Iterator[int]:
         if self.divergence is not None:
             return
+        canonical, after_tip = self.journal.check_tip(self.l1)
+        if not canonical:  # an L1 reorg: rewound; the next round reads L1 again from the resume point
+            self._rewind()
+            return
         number = self.next_l1
         if number > self.l1.block_number() - self.config.l1_confirmations:
             return
+        block_hash = None  # the hash of L1 block `number`, read before its frames (a reorg in between is seen later)
+        tip = self.journal.tip
+        if tip is None or number > tip.number:  # a block read again keeps what it first recorded
+            raw = after_tip if after_tip is not None and int(after_tip["number"], 16) == number else None
+            raw = raw or self.l1.block_by_number(number)
+            if raw is None:
+                return
+            block_hash = bytes.fromhex(raw["hash"][2:])
         try:
             frames = frames_in_l1_block(self.l1, self.config, number, self.da)
         except DataUnavailable as exc:
@@ -289,9 +394,55 @@ class Deriver:
             raise
         # A restart reads again from the oldest channel still open (its batches are not applied yet);
         # batches it re-reads that were applied already are skipped, since their parent is no longer the head.
-        _save_resume(self.state_path, min((opened for _, opened in self._channels.values()), default=number + 1),
-                     self.safe_head.hash)  # fmt: skip
+        resume = min((opened for _, opened in self._channels.values()), default=number + 1)
+        if block_hash is not None:
+            self.journal.record(L1Read(number, block_hash, self.safe_head.hash, resume))
+        _save_resume(self.state_path, resume, self.safe_head.hash, self.journal.entries.values())
         metrics.L1_POSITION.set(self.next_l1)
+
+    # -- L1 reorgs ---------------------------------------------------------------------------------
+    def _rewind(self) -> None:
+        """Back to the newest L1 block read that is still canonical (op-node's reset on an L1 reorg)."""
+        tip, oldest = self.journal.tip, self.journal.oldest
+        assert tip is not None and oldest is not None  # check_tip found the tip replaced
+        ancestor = self.journal.rewind(self.l1)
+        depth = tip.number - (ancestor.number if ancestor is not None else oldest.number - 1)
+        self.l1_reorgs += 1
+        L1_REORGS.inc()
+        L1_REORG_DEPTH.set(depth)
+        safe = self._header(ancestor.safe_head) if ancestor is not None else None
+        was = self.safe_head.block_number
+        if ancestor is None or safe is None:
+            log.error("L1 reorg deeper than the L1 blocks remembered (#%d-#%d all replaced): deriving again from "
+                      "the rollup's genesis", oldest.number, tip.number)  # fmt: skip
+            safe, self.next_l1 = self.chain.header_by_number(0), self.config.genesis_l1.number
+            self.journal.entries.clear()
+        else:
+            self.next_l1 = ancestor.resume_l1
+            log.warning("L1 reorg: L1 blocks #%d-#%d read are no longer canonical (depth %d, common ancestor #%d "
+                        "0x%s); safe head back from L2 #%d to #%d, reading L1 again from #%d", ancestor.number + 1,
+                        tip.number, depth, ancestor.number, ancestor.hash.hex(), was, safe.block_number,
+                        self.next_l1)  # fmt: skip
+        self.safe_head = safe
+        if self.chain.head.hash != safe.hash:
+            self.chain.set_head(safe)  # the unsafe blocks above go too; gossip or derivation brings them again
+        metrics.HEAD.set(safe.block_number)
+        self._channels.clear()
+        if self.stalled is not None:
+            self.stalled = None
+            DA_STALLED.set(0)
+        if self.outputs is not None:  # proposals read from the replaced L1 blocks are read again
+            self.outputs = OutputRootChecker(self.config, self.l1, self.chain, self.sequencer, self.outputs.poll_s)
+        _save_resume(self.state_path, self.next_l1, safe.hash, self.journal.entries.values())
+        metrics.L1_POSITION.set(self.next_l1)
+
+    def _header(self, block_hash: bytes):
+        """The canonical L2 header of ``block_hash`` (None if it is not in the chain)."""
+        try:
+            header = self.chain.header_by_hash(block_hash)
+        except HeaderNotFound:
+            return None
+        return header if self.chain.is_canonical(header) else None
 
     def _stall(self, number: int, exc: DataUnavailable) -> None:
         """Stay on L1 block ``number``: its batcher data is posted but the DA server does not give it."""

@@ -7,6 +7,10 @@
   (:func:`batcher.batch_of_raw_block`, the batcher's own definition) makes that block safe. Unlike the
   validator's :class:`derivation.Deriver`, nothing is executed or written. The state lives in memory: after a
   restart the tracker reads L1 again from the rollup's genesis L1 block, at most ``max_l1_blocks`` per step.
+  L1 reorgs as in derivation: the L1 blocks read are remembered (:class:`derivation.L1Journal`); when the last
+  one leaves the canonical chain, the safe head and the read position go back to those of the newest one still
+  on it. A safe head the sequencer's own chain dropped (its reset on an L1 reorg) goes back the same way, to the
+  newest one still in the chain.
 - :class:`Finality` (both roles): op-node's finalizer, the safe head as of each L1 block read; the finalized
   head is the last one recorded at an L1 block at or below the L1's finalized block.
 """
@@ -25,7 +29,7 @@ from lorachain.node.rollup.batcher import BatcherError, batch_of_raw_block
 from lorachain.node.rollup.batches import BatchError, SingularBatch
 from lorachain.node.rollup.channels import ChannelAssembler, ChannelError, decompress_channel, split_batches
 from lorachain.node.rollup.config import RollupConfig
-from lorachain.node.rollup.derivation import CHANNEL_TIMEOUT
+from lorachain.node.rollup.derivation import CHANNEL_TIMEOUT, REORG_MARGIN, L1Journal, L1Read
 from lorachain.node.rollup.l1_client import L1Client, L1RpcError, L1Unavailable
 from lorachain.node.rollup.retrieval import DARequired, frames_in_l1_block
 
@@ -49,6 +53,11 @@ class Finality:
             return  # never claim an earlier L1 block than one already recorded
         self._points.append((l1_number, safe))
 
+    def rewind(self, l1_number: int) -> None:
+        """Forget the safe heads recorded after L1 block ``l1_number`` (an L1 reorg replaced those blocks)."""
+        while self._points and self._points[-1][0] > l1_number:
+            self._points.pop()
+
     def update(self, finalized_l1: int) -> BlockHeaderAPI:
         """The finalized L2 head once the L1 has finalized ``finalized_l1`` (never moves back)."""
         while self._points and self._points[0][0] <= finalized_l1:
@@ -69,6 +78,7 @@ class SafeHeadTracker:
     ) -> None:
         self.config, self.l1, self.chain, self.da = config, l1, chain, da
         self.channel_timeout = channel_timeout
+        self.l1_reorgs = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -78,26 +88,81 @@ class SafeHeadTracker:
         self.finality = Finality(genesis)
         self._channels: dict[bytes, tuple[ChannelAssembler, int]] = {}
         self._warned: str | None = None
+        self.journal = L1Journal(self.channel_timeout + REORG_MARGIN)
 
     def step(self, max_l1_blocks: int = 64) -> None:
         """Read the confirmed L1 blocks not read yet (at most ``max_l1_blocks``); an L1 or DA server that cannot
         answer leaves the rest for the next step."""
-        if not self.chain.is_canonical(self.safe):  # the chain was rewound under the safe head (dev tools)
-            log.warning("safe head #%d is no longer canonical: reading L1 again", self.safe.block_number)
-            self._reset()
+        if not self.chain.is_canonical(self.safe):  # the sequencer reset (an L1 reorg), or dev tools rewound it
+            self._rewind_to_canonical_safe()
         try:
+            canonical, _ = self.journal.check_tip(self.l1)
+            if not canonical:
+                self._rewind_l1()
             last = self.l1.block_number() - self.config.l1_confirmations
             for _ in range(max_l1_blocks):
                 if self.next_l1 > last:
                     break
-                self._read(self.next_l1)
-                self.finality.record(self.next_l1, self.safe)
+                number, tip, block_hash = self.next_l1, self.journal.tip, None
+                if tip is None or number > tip.number:  # a block read again keeps what it first recorded
+                    raw = self.l1.block_by_number(number)  # before its frames: a reorg in between is seen next
+                    if raw is None:
+                        break
+                    if tip is not None and number == tip.number + 1 and raw["parentHash"] != "0x" + tip.hash.hex():
+                        self._rewind_l1()
+                        continue
+                    block_hash = bytes.fromhex(raw["hash"][2:])
+                self._read(number)
+                if block_hash is not None:
+                    resume = min((opened for _, opened in self._channels.values()), default=number + 1)
+                    self.journal.record(L1Read(number, block_hash, self.safe.hash, resume))
+                self.finality.record(number, self.safe)
                 self.next_l1 += 1
         except (L1Unavailable, L1RpcError, DAError, DARequired) as exc:
             if str(exc) != self._warned:  # once per cause, not once per RPC call
                 log.warning("safe head stays at #%d (L1 block #%d not read): %s", self.safe.block_number,
                             self.next_l1, exc)  # fmt: skip
                 self._warned = str(exc)
+
+    def _rewind_l1(self) -> None:
+        """An L1 reorg replaced the last L1 block read: back to the newest one still canonical."""
+        tip = self.journal.tip
+        ancestor = self.journal.rewind(self.l1)
+        self.l1_reorgs += 1
+        if ancestor is None or not self._rewind_to(ancestor):
+            log.error("L1 reorg deeper than the L1 blocks remembered (up to #%d): reading L1 again from the rollup's "
+                      "genesis", tip.number if tip else -1)  # fmt: skip
+            self._reset()
+            return
+        log.warning("L1 reorg: L1 blocks #%d-#%d read are no longer canonical: safe head back to #%d, reading L1 "
+                    "again from #%d", ancestor.number + 1, tip.number if tip else ancestor.number,
+                    self.safe.block_number, self.next_l1)  # fmt: skip
+
+    def _rewind_to_canonical_safe(self) -> None:
+        """The chain dropped the safe head: back to the newest L1 block read whose safe head is still in it."""
+        was = self.safe.block_number
+        for entry in reversed(list(self.journal.entries.values())):
+            if self._rewind_to(entry):
+                for number in [n for n in self.journal.entries if n > entry.number]:
+                    del self.journal.entries[number]
+                log.warning("safe head #%d is no longer canonical: back to #%d, reading L1 again from #%d", was,
+                            self.safe.block_number, self.next_l1)  # fmt: skip
+                return
+        log.warning("safe head #%d is no longer canonical: reading L1 again", was)
+        self._reset()
+
+    def _rewind_to(self, entry: L1Read) -> bool:
+        """Safe head and read position as after L1 block ``entry`` (False if its safe head left the chain)."""
+        try:
+            safe = self.chain.header_by_hash(entry.safe_head)
+        except HeaderNotFound:
+            return False
+        if not self.chain.is_canonical(safe):
+            return False
+        self.safe, self.next_l1 = safe, entry.resume_l1
+        self._channels.clear()
+        self.finality.rewind(entry.number)
+        return True
 
     def _read(self, number: int) -> None:
         for frame in frames_in_l1_block(self.l1, self.config, number, self.da):

@@ -12,27 +12,46 @@ For the block after ``parent`` at ``timestamp``:
 
 An unreachable L1 keeps the current origin (blocks go on, deposits wait); a block past the sequencer drift
 is logged (op-node would stop taking pool transactions there; not enforced yet).
+
+An L1 reorg that replaces the head's origin makes the L2 blocks on that origin invalid (no validator derives
+them): as op-node's sequencer does, :meth:`Sequencer.reset_on_l1_reorg` (before each block) drops them, back to
+the newest L2 block whose origin is still canonical, and the next blocks adopt the new canonical L1 blocks as
+origins. The user transactions of the dropped blocks go back to the pool (those still valid); receipts given for
+them are void, as on any rollup whose L1 reorgs (logged as an error; ``lorachain_sequencer_l1_reorg_resets_total``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from eth.abc import BlockAPI, SignedTransactionAPI
+from eth.abc import BlockAPI, BlockHeaderAPI, SignedTransactionAPI
 from eth.vm.forks.cancun.state import fake_exponential
+from prometheus_client import Counter
 
 from lorachain.da_client.client import DAClient
+from lorachain.node import metrics
 from lorachain.node.rollup.config import L1BlockRef, RollupConfig
 from lorachain.node.rollup.deposit_vm import deposit_of, deposit_transaction, is_deposit
 from lorachain.node.rollup.l1_client import L1Client, L1RpcError, L1Unavailable
 from lorachain.node.rollup.l1_deposits import deposits_in_block
 from lorachain.node.rollup.l1_info import L1_BLOCK_ADDRESS, L1BlockInfo, L1InfoError
 
+if TYPE_CHECKING:
+    from lorachain.node.chain import Blockchain
+    from lorachain.node.node import Node
+
 log = logging.getLogger("lorachain.sequencer")
 
 BLOB_BASE_FEE_UPDATE_FRACTION = 5_007_716  # Prague (EIP-7691)
+ORIGIN_CHECK_S = 0.25  # the head's L1 origin is checked against L1 at most this often (each block, when slower)
+
+L1_REORG_RESETS = Counter("lorachain_sequencer_l1_reorg_resets_total",
+                          "Sequencer resets: L2 blocks dropped because an L1 reorg replaced their L1 origin",
+                          registry=metrics.REGISTRY)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -41,6 +60,15 @@ class L1BlockHeader:
     parent_hash: bytes
     base_fee: int
     blob_base_fee: int
+
+
+@dataclass(frozen=True)
+class OriginReset:
+    """Where the sequencer goes back to once an L1 reorg replaced its head's L1 origin."""
+
+    head: BlockHeaderAPI  # the newest L2 block whose L1 origin is still canonical
+    dropped: int  # the L2 blocks above it
+    transactions: tuple[SignedTransactionAPI, ...]  # the user transactions of the dropped blocks, oldest first
 
 
 def origin_of(block: BlockAPI) -> L1BlockInfo | None:
@@ -61,6 +89,7 @@ class Sequencer:
         self.config = config
         self.l1 = l1
         self.da = da  # not for building blocks: the node reads its batches back through it (rollup.safe_head)
+        self._origin_checked = float("-inf")  # when the head's L1 origin was last found canonical
 
     def l1_block(self, number: int) -> L1BlockHeader | None:
         raw = self.l1.block_by_number(number)
@@ -107,10 +136,76 @@ class Sequencer:
         if candidate is None or candidate.ref.timestamp > timestamp:
             return None
         if candidate.parent_hash != current.l1_block_hash:
-            log.error("L1 block #%d does not extend origin 0x%s (an L1 reorg): staying on the origin",
-                      candidate.ref.number, current.l1_block_hash.hex())  # fmt: skip
+            log.error("L1 block #%d does not extend origin 0x%s (an L1 reorg): staying on the origin until the "
+                      "sequencer resets", candidate.ref.number, current.l1_block_hash.hex())  # fmt: skip
+            self._origin_checked = float("-inf")  # the next reset check goes to L1 at once
             return None
         return candidate
+
+    # -- L1 reorgs ---------------------------------------------------------------------------------
+    def origin_reset(self, chain: Blockchain) -> OriginReset | None:
+        """None while the L1 origin of the chain's head is canonical (checked at most every ``ORIGIN_CHECK_S``
+        seconds, or where L1 cannot be read); else the reset to the newest L2 block whose origin still is."""
+        now = time.monotonic()
+        if now - self._origin_checked < ORIGIN_CHECK_S:
+            return None
+        hashes: dict[int, bytes | None] = {}  # canonical L1 hashes by number, read once each
+        header, dropped = chain.head, []
+        try:
+            while not self._origin_canonical(chain, header, hashes):
+                if header.block_number == 0:
+                    log.error("the rollup's genesis L1 block #%d is no longer canonical: the sequencer cannot reset",
+                              self.config.genesis_l1.number)  # fmt: skip
+                    return None
+                dropped.append(chain.block_by_header(header))
+                header = chain.header_by_hash(header.parent_hash)
+        except (L1Unavailable, L1RpcError) as exc:
+            log.warning("L1 unavailable, the L1 origin of L2 block #%d is not checked: %s", chain.head.block_number,
+                        exc)  # fmt: skip
+            return None
+        self._origin_checked = now
+        if not dropped:
+            return None
+        transactions = tuple(tx for block in reversed(dropped) for tx in block.transactions if not is_deposit(tx))
+        return OriginReset(header, len(dropped), transactions)
+
+    def _origin_canonical(self, chain: Blockchain, header: BlockHeaderAPI, hashes: dict[int, bytes | None]) -> bool:
+        if header.block_number == 0:
+            number, origin_hash = self.config.genesis_l1.number, self.config.genesis_l1.hash
+        else:
+            origin = origin_of(chain.block_by_header(header))
+            if origin is None:
+                raise RuntimeError(f"L2 block #{header.block_number} records no L1 origin: not a block of this rollup")
+            number, origin_hash = origin.l1_number, origin.l1_block_hash
+        if number not in hashes:
+            raw = self.l1.block_by_number(number)
+            hashes[number] = bytes.fromhex(raw["hash"][2:]) if raw is not None else None
+        return hashes[number] == origin_hash
+
+    def reset_on_l1_reorg(self, node: Node) -> OriginReset | None:
+        """Before the node builds a block: if L1 reorged the head's origin away, set the node's head back to the
+        newest L2 block whose origin is canonical (:meth:`origin_reset`) and return the dropped blocks' user
+        transactions to its pool (those no longer valid stay out)."""
+        reset = self.origin_reset(node.chain)
+        if reset is None:
+            return None
+        from lorachain.node.txpool import TxPoolError
+
+        old_head = node.chain.head
+        node.set_head(reset.head)  # clears the pool too
+        pooled = 0
+        for tx in reset.transactions:
+            try:
+                node.pool.add(tx, len(tx.encode()))
+                pooled += 1
+            except TxPoolError as exc:
+                log.warning("tx 0x%s of a dropped block does not go back to the pool: %s", tx.hash.hex(), exc)
+        L1_REORG_RESETS.inc()
+        log.error("L1 REORG: the L1 origin of L2 blocks #%d-#%d is no longer canonical: sequencer reset to L2 block "
+                  "#%d (0x%s), %d block(s) dropped with %d user transaction(s), %d back in the pool; their receipts "
+                  "are void", reset.head.block_number + 1, old_head.block_number, reset.head.block_number,
+                  reset.head.hash.hex(), reset.dropped, len(reset.transactions), pooled)  # fmt: skip
+        return reset
 
     def block_inputs(self, parent: BlockAPI, timestamp: int) -> list[SignedTransactionAPI]:
         """The deposits that must open the L2 block after ``parent`` at ``timestamp``."""
