@@ -116,7 +116,7 @@ async def generate_batch(request: web.Request) -> web.Response:
 
 
 async def activations(request: web.Request) -> web.Response:
-    """The request generated alone with its activation digests (run between the batcher's steps)."""
+    """The request generated alone with its activation digests (a dispute's tool: the batcher waits meanwhile)."""
     req = wire.decode_request(await _msgpack_body(request))
     engine, scheduler = request.app[ENGINE_KEY], request.app[SCHEDULER_KEY]
     trace = await asyncio.to_thread(scheduler.run_exclusive, lambda: engine.activations(req))

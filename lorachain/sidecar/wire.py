@@ -333,7 +333,7 @@ def decode_attribution(obj: Any) -> tuple[int, list[tuple[int, int, int]]]:
 
 
 # -- activation hashes ---------------------------------------------------------------------------
-MAX_ACTIVATION_STEPS = 1 << 14
+MAX_ACTIVATION_STEPS = MAX_PROMPT_IDS  # one row per output token
 MAX_ACTIVATION_COLUMNS = 1 << 10
 
 
