@@ -294,7 +294,11 @@ def layer_divergence(chain: Any, call_input: str | None, derived_ids: tuple[int,
     if ours.result.output_ids != tuple(derived_ids):
         layer["reason"] = "our sidecar's trace does not give our block's output (its model or adapters changed?)"
         return entry
-    url = their_url or sequencer_sidecar_url(chain)
+    try:
+        url = their_url or sequencer_sidecar_url(chain)
+    except Exception as exc:
+        layer["reason"] = f"the adapter sources could not be read: {type(exc).__name__}: {exc}"
+        return entry
     if url is None:
         layer["reason"] = ("no sidecar of the sequencer's side is known: pass it to the validator as "
                            f"--adapter-source http://HOST:PORT{ARTIFACTS_ROUTE}")  # fmt: skip
@@ -318,7 +322,8 @@ def layer_divergence(chain: Any, call_input: str | None, derived_ids: tuple[int,
     if found is None:
         layer["reason"] = "the activation hashes agree: the sequencer's sidecar computes our output" + (
             ", yet the sequencer's block holds another: the difference arose outside inference"
-            if theirs.result.output_ids != tuple(sequencer_ids) else " and the sequencer's output ids"
+            if theirs.result.output_ids != tuple(sequencer_ids)
+            else ", the sequencer's output ids too: the outputs differ in other fields (text, commitment)"
         )  # fmt: skip
         return entry
     step, column = found
