@@ -31,8 +31,8 @@ pytestmark = pytest.mark.e2e
 class Rollup:
     """An L1 node with a rollup on it, a sequencer's chain built in process, and batches posted by hand."""
 
-    def __init__(self, tmp_path: Path) -> None:
-        self.l1_node, rollup, _ = start_l1_and_rollup(tmp_path)
+    def __init__(self, tmp_path: Path, *init_args: str) -> None:
+        self.l1_node, rollup, _ = start_l1_and_rollup(tmp_path, init_args=init_args)
         self.config = RollupConfig.load(rollup / "rollup.json")
         self.genesis = parse_genesis(json.loads((rollup / "genesis.json").read_text()))
         self.l1 = L1Client(self.l1_node.url)
@@ -206,3 +206,37 @@ def test_the_safe_head_tracker_rewinds_on_an_l1_reorg(rollup: Rollup) -> None:
     rollup.post(3, 4)
     tracker.step()
     assert tracker.safe.block_number == 4 and tracker.l1_reorgs == 1
+
+
+def test_a_reorg_within_the_l1_confirmations_touches_nothing(tmp_path: Path) -> None:
+    rollup = Rollup(tmp_path, "--l1-confirmations", "3")
+    validator = Blockchain.initialize(tmp_path / "validator", rollup.genesis)
+    deriver = Deriver(rollup.config, rollup.l1, validator, tmp_path / "derivation.json")
+    tracker = SafeHeadTracker(rollup.config, rollup.l1, rollup.chain)
+    try:
+        for _ in range(4):
+            rollup.rpc("evm_mine")
+        rollup.build(2)
+        rollup.post(1, 2)
+        for _ in range(3):
+            rollup.rpc("evm_mine")
+        derive_all(deriver)
+        tracker.step()
+        assert validator.head.block_number == tracker.safe.block_number == 2
+        snapshot = rollup.rpc("evm_snapshot")
+        for _ in range(2):
+            rollup.rpc("evm_mine")
+        rollup.build(2)  # origins at least 3 blocks behind the L1 head: before the fork
+        rollup.reorg(snapshot, new_blocks=3)
+        rollup.sequencer._origin_checked = float("-inf")
+        assert rollup.sequencer.origin_reset(rollup.chain) is None
+        rollup.post(3, 4)
+        for _ in range(3):
+            rollup.rpc("evm_mine")
+        derive_all(deriver)
+        tracker.step()
+        assert deriver.l1_reorgs == tracker.l1_reorgs == 0
+        assert validator.head.hash == tracker.safe.hash == rollup.chain.header_by_number(4).hash
+    finally:
+        validator.close()
+        rollup.stop()
