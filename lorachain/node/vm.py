@@ -28,6 +28,7 @@ from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI, 
 from rlp.sedes.serializable import BaseSerializable
 from trie import HexaryTrie
 
+from lorachain.node.fast_opcodes import fast_opcodes
 from lorachain.node.ordered_trie import ordered_trie_root_and_nodes
 from lorachain.node.rollup.deposit_vm import NoDepositState
 from lorachain.node.state_db import BatchedAccountDB
@@ -110,13 +111,18 @@ def _keep_system_contracts(state: Any) -> None:
 
 @cache
 def fast_vm(vm_class: type[VirtualMachineAPI]) -> type[VirtualMachineAPI]:
-    """``vm_class`` with :class:`FastBlockAssembly` and batched trie updates (same fork, same rules)."""
+    """``vm_class`` with :class:`FastBlockAssembly`, batched trie updates and the one-call opcode table
+    (:mod:`fast_opcodes`) (same fork, same rules)."""
     state_class = vm_class._state_class  # type: ignore[attr-defined]
+    base_computation = state_class.computation_class
+    computation = type(base_computation.__name__, (base_computation,),
+                       {"opcodes": fast_opcodes(base_computation.opcodes)})  # fmt: skip
     state = type(
         state_class.__name__,
         (NoDepositState, state_class),
-        {"account_db_class": BatchedAccountDB, "set_system_contracts": _keep_system_contracts},
-    )
+        {"account_db_class": BatchedAccountDB, "set_system_contracts": _keep_system_contracts,
+         "computation_class": computation},
+    )  # fmt: skip
     return type(vm_class.__name__, (FastBlockAssembly, vm_class), {"_state_class": state})
 
 

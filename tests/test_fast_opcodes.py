@@ -1,0 +1,102 @@
+"""The one-call opcode table (lorachain.node.fast_opcodes) against py-evm's own: random programs of the replaced
+opcodes (and some that are not), random gas, both tables; stack, gas, program counter, memory, output and error
+must be the same."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from eth.chains.base import MiningChain
+from eth.db.atomic import AtomicDB
+from eth.vm.forks.prague import PragueVM
+from eth.vm.message import Message
+
+from lorachain.node.fast_opcodes import _Op, fast_opcodes
+from lorachain.node.vm import fast_vm
+
+SENDER, TARGET = b"\x01" * 20, b"\x02" * 20
+SIMPLE = [0x01, 0x03, 0x16, 0x17, 0x10, 0x11, 0x14, 0x15, 0x50, 0x5B]  # ADD SUB AND OR LT GT EQ ISZERO POP JUMPDEST
+OTHERS = [0x02, 0x04, 0x1B, 0x1C, 0x51, 0x52, 0x35, 0x36, 0x58, 0x5A, 0x59, 0x00, 0xF3, 0xFD, 0xFE]  # MUL .. INVALID
+
+
+@pytest.fixture(scope="module")
+def state():
+    chain = MiningChain.configure(vm_configuration=((0, PragueVM),), chain_id=1).from_genesis(
+        AtomicDB(), {"difficulty": 0, "gas_limit": 30_000_000, "timestamp": 0, "extra_data": b"",
+                     "mix_hash": b"\0" * 32, "nonce": b"\0" * 8}, {})  # fmt: skip
+    return chain.get_vm().state
+
+
+def run(state, computation_class, code: bytes, gas: int, data: bytes = b"") -> tuple:
+    context = state.get_transaction_context_class()(gas_price=1, origin=SENDER)
+    message = Message(gas=gas, to=TARGET, sender=SENDER, value=0, data=data, code=code)
+    c = computation_class.apply_computation(state, message, context)
+    stack = [v if isinstance(v, int) else int.from_bytes(v, "big") for v in c._stack.values]
+    error = None if c.is_success else (type(c.error).__name__, str(c.error))
+    return error, c.get_gas_remaining(), stack, c.code.program_counter, bytes(c._memory._bytes), c.output
+
+
+def random_program(rng: random.Random) -> bytes:
+    code = bytearray()
+    for _ in range(rng.choice([0, rng.randint(1, 20)])):  # a prelude of pushes: operands for what follows
+        size = rng.randint(0, 32)
+        code += bytes([0x5F + size]) + rng.randbytes(size)
+    for _ in range(rng.randint(1, 60)):
+        kind = rng.random()
+        if kind < 0.3:
+            size = rng.randint(0, 32)
+            code.append(0x5F + size)
+            code += rng.randbytes(size) if rng.random() < 0.7 else bytes(rng.choice([0, 1, 2, 31, 32, 33]) % 256
+                                                                        for _ in range(size))  # fmt: skip
+        elif kind < 0.5:
+            code.append(0x80 + min(rng.randint(0, 15), rng.randint(0, 15)))  # DUP1..16, mostly shallow
+        elif kind < 0.65:
+            code.append(0x90 + min(rng.randint(0, 15), rng.randint(0, 15)))  # SWAP1..16, mostly shallow
+        elif kind < 0.85:
+            code.append(rng.choice(SIMPLE))
+        elif kind < 0.93:
+            destination = rng.randint(0, min(len(code) + 8, 255))
+            code += bytes([0x60, destination, rng.choice([0x56, 0x57])])  # PUSH1 destination; JUMP or JUMPI
+        else:
+            code.append(rng.choice(OTHERS))
+    if rng.random() < 0.2:
+        code = code[: rng.randint(0, len(code))]  # a PUSH cut off by the end of the code
+    return bytes(code)
+
+
+def test_fast_vm_uses_the_fast_table() -> None:
+    computation = fast_vm(PragueVM)._state_class.computation_class
+    replaced = [op for op, fn in computation.opcodes.items() if isinstance(fn, _Op)]
+    assert {0x01, 0x50, 0x5B, 0x5F, 0x60, 0x7F, 0x80, 0x8F, 0x90, 0x9F} <= set(replaced)
+    assert not isinstance(computation.opcodes[0xF1], _Op)  # CALL (an opcode class of its own) stays py-evm's
+    assert all(computation.opcodes[op].gas_cost == PragueVM._state_class.computation_class.opcodes[op].gas_cost
+               for op in replaced)  # fmt: skip
+
+
+def test_random_programs_run_alike_on_both_tables(state) -> None:
+    base = PragueVM._state_class.computation_class
+    fast = type("FastPrague", (base,), {"opcodes": fast_opcodes(base.opcodes)})
+    rng = random.Random(20261202)
+    errors = set()
+    for _ in range(4000):
+        code = random_program(rng)
+        gas = rng.choice([rng.randint(0, 40), rng.randint(0, 400), 100_000])
+        data = rng.randbytes(rng.randint(0, 40))
+        ours, theirs = run(state, fast, code, gas, data), run(state, base, code, gas, data)
+        assert ours == theirs, code.hex()
+        errors.add(theirs[0][0] if theirs[0] else None)
+    # the programs reach the error paths, not only the happy one
+    assert {None, "OutOfGas", "InsufficientStack", "InvalidJumpDestination"} <= errors
+
+
+@pytest.mark.parametrize("loop", [
+    bytes([0x5B, 0x5F, 0x5F, 0x56]),  # JUMPDEST PUSH0 PUSH0 JUMP: one more item per round
+    bytes([0x5F, 0x5B, 0x80, 0x60, 0x01, 0x56]),  # PUSH0 JUMPDEST DUP1 PUSH1 1 JUMP
+])  # fmt: skip
+def test_stack_overflow_alike(state, loop: bytes) -> None:
+    base = PragueVM._state_class.computation_class
+    fast = type("FastPrague", (base,), {"opcodes": fast_opcodes(base.opcodes)})
+    ours, theirs = run(state, fast, loop, 1_000_000), run(state, base, loop, 1_000_000)
+    assert ours == theirs
+    assert theirs[0] == ("FullStack", "Stack limit reached") and len(theirs[2]) == 1024
