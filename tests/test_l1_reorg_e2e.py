@@ -4,14 +4,12 @@ chain, without a divergence."""
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import pytest
 import requests
 from web3 import Web3
 
-from lorachain.node.node import Node
 from lorachain.node.rollup.config import RollupConfig
 from tests.conftest import start_node
 from tests.rollup_fixtures import start_l1_and_rollup, stop_all
@@ -77,8 +75,6 @@ def test_the_validator_and_the_batcher_follow_an_l1_reorg(tmp_path: Path) -> Non
         stop_all(batcher, validator, sequencer, da, l1)
 
 
-@pytest.mark.skipif("reset_on_l1_reorg" not in inspect.getsource(Node.mine),
-                    reason="Node.mine does not call Sequencer.reset_on_l1_reorg yet (the node.py patch)")  # fmt: skip
 def test_the_sequencer_resets_when_its_l1_origin_is_reorged_away(tmp_path: Path) -> None:
     """The reorg takes the sequencer's origins and a deposit: the sequencer drops its blocks on them (a user
     transaction of theirs goes back to the pool), adopts the new L1 blocks and their deposit, and the validator

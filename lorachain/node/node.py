@@ -315,6 +315,8 @@ class Node:
         """Build one block from the pool's executable transactions and commit it (with ``skip_empty``,
         only if it includes one)."""
         started = time.perf_counter()
+        if self.config.sequencer is not None:  # an L1 reorg took the head's L1 origin: back to a canonical one
+            self.config.sequencer.reset_on_l1_reorg(self)
         head = self.chain.head
         ts = timestamp if timestamp is not None else self.clock.next_timestamp(head.timestamp)
         mix_hash = keccak(head.mix_hash + head.hash)
