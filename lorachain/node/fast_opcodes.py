@@ -36,7 +36,10 @@ def _int(value: int | bytes) -> int:
 
 
 class _Op:
-    """An opcode with constant gas (``gas_cost``), charged inline; subclasses do the work in ``__call__``."""
+    """An opcode with constant gas (``gas_cost``), charged inline; subclasses do the work in ``__call__``.
+
+    Each subclass repeats the four lines of the gas charge on purpose: a shared helper would cost the very
+    call per opcode that this module exists to remove."""
 
     __slots__ = ("gas_cost", "logic_fn", "mnemonic")
 
