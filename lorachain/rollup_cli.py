@@ -48,6 +48,8 @@ def add_commands(sub: Any) -> None:
     q.add_argument("--l2-chain-id", type=int, default=DEVNET_CHAIN_ID)
     q.add_argument("--deployer-key", default=None, help="L1 key paying the deployment (default: devnet account 0)")
     q.add_argument("--l1-confirmations", type=int, default=0)
+    q.add_argument("--seq-window-size", type=int, default=3600,
+                   help="L1 blocks after its epoch a batch may be included in; then deposit-only blocks")  # fmt: skip
     q.add_argument("--submission-interval", type=int, default=10, help="L2 blocks between output proposals")
     q.add_argument("--finalization-period", type=int, default=12, help="seconds from proving a withdrawal to paying it")
     q.set_defaults(func=cmd_init)
@@ -112,6 +114,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         proposer=bytes.fromhex(proposer[2:]),
         submission_interval=args.submission_interval,
         l1_confirmations=args.l1_confirmations,
+        seq_window_size=args.seq_window_size,
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -45,6 +45,7 @@ class RollupConfig:
     submission_interval: int = 10  # L2 blocks between output proposals
     l1_confirmations: int = 0  # L1 blocks an origin must be behind the L1 head
     max_sequencer_drift: int = 1800  # seconds an L2 block may run ahead of its L1 origin
+    seq_window_size: int = 3600  # L1 blocks after its epoch a batch may be included in (then blocks are forced)
     block_time: int = 2
     base_fee_scalar: int = 1368
     blob_base_fee_scalar: int = 810_949

@@ -6,15 +6,27 @@ in the order they opened and their batches applied in order. A batch applies on 
 
 - its parent hash is the head's hash (an older batch, already applied, is skipped quietly);
 - its timestamp is after the head's, and not before its epoch's L1 timestamp;
+- it is within its sequencing window: ``epoch + seq_window_size >= `` the L1 block that carried it (its channel's
+  completing block);
 - its epoch is the head's epoch (same L1 block hash) or the next L1 block (which must extend it);
+- it is within the sequencer drift (``timestamp <= epoch's L1 time + max_sequencer_drift``), or else is empty, keeps
+  the head's epoch, and the next L1 block could not have been its origin (that block's time is after the batch's;
+  an L1 block not there yet could not either);
 
 and then the block is built from the same inputs the sequencer used: the L1-info deposit (the next sequence
 number, or 0 and the new L1 block's attributes), the epoch's user deposits from the portal's logs (new epoch
 only), and the batch's transactions. A block that cannot hold every transaction of its batch is not made
-(``Blockchain.build_block(strict=True)``); a batch that breaks a rule is dropped with a log line.
+(``Blockchain.build_block(strict=True)``); a batch that breaks a rule is dropped with a log line naming the rule.
+
+Forced inclusion (op-node's empty batches): once the L1 block read is ``seq_window_size`` blocks past the safe
+head's epoch and its batches gave no block, a deposit-only block is derived at ``parent.timestamp + block_time``
+on the same epoch, or on the next L1 block (with its deposits) if that block's time is not after it; again until
+the epoch is inside the window (``lorachain_derivation_forced_empty_batches_total``). So deposits reach L2 even
+when the sequencer or the batcher is down or censors them; the sequencer's later batches that do not build on
+these blocks are dropped.
 
 Deviation from op-node, on purpose for this chain: L2 timestamps follow the sequencer's batches instead of
-``parent + block_time``, span batches are not read, and the sequencing window is not enforced.
+``parent + block_time`` (the forced blocks use ``parent + block_time``), and span batches are not read.
 
 Faults of the batcher's data are survived as the spec says, each with a log line and a metric: a malformed
 batcher transaction is skipped whole (:mod:`retrieval`), an unreadable channel is dropped, a frame seen before
@@ -72,6 +84,7 @@ from lorachain.node.rollup.deposit_vm import deposit_transaction
 from lorachain.node.rollup.divergence import block_summary, divergence_report, explain, output_root_report
 from lorachain.node.rollup.l1_client import L1Client
 from lorachain.node.rollup.l1_deposits import deposits_in_block
+from lorachain.node.rollup.l1_info import L1BlockInfo
 from lorachain.node.rollup.l2_fees import SEQUENCER_FEE_VAULT
 from lorachain.node.rollup.outputs import Output, output_at
 from lorachain.node.rollup.retrieval import DataUnavailable, frames_in_l1_block
@@ -109,6 +122,9 @@ OUTPUT_ROOT_MISMATCHES = Counter("lorachain_derivation_output_root_mismatches_to
 DA_STALLED = Gauge("lorachain_derivation_da_stalled", "1 while derivation waits for DA data", registry=metrics.REGISTRY)
 L1_REORGS = Counter("lorachain_derivation_l1_reorgs_total", "L1 reorgs of blocks derivation had read (rewound)",
                     registry=metrics.REGISTRY)  # fmt: skip
+FORCED_EMPTY_BATCHES = Counter("lorachain_derivation_forced_empty_batches_total",
+                               "Deposit-only blocks derived because the sequencing window of the epoch passed",
+                               registry=metrics.REGISTRY)  # fmt: skip
 L1_REORG_DEPTH = Gauge("lorachain_derivation_l1_reorg_depth", "L1 blocks read that the last L1 reorg replaced",
                        registry=metrics.REGISTRY)  # fmt: skip
 
@@ -308,6 +324,8 @@ class Deriver:
         self.divergence: dict | None = None
         self.derived = 0
         self.dropped = 0
+        self.forced = 0  # deposit-only blocks derived past the sequencing window
+        self._inclusion = self.next_l1
         self.stalled: DataUnavailable | None = None  # the DA data derivation waits for
         self._stalled_since = self._stall_logged = 0.0
         self.safe_head = chain.head  # the last derived block (the head, unless unsafe blocks run ahead of it)
@@ -380,6 +398,7 @@ class Deriver:
                 log.warning("ignoring frame %d of channel 0x%s (seen before, or past the channel's end)",
                             frame.number, frame.channel_id.hex())  # fmt: skip
         self.next_l1 = number + 1  # while its blocks are derived, the safe head holds data of L1 block `number`
+        self._inclusion = number  # the L1 block carrying the batches applied now (the sequencing window's end)
         try:
             for channel_id, (assembler, opened) in sorted(self._channels.items(), key=lambda item: item[1][1]):
                 if assembler.ready:
@@ -389,6 +408,7 @@ class Deriver:
                     log.warning("channel 0x%s timed out after %d L1 blocks", channel_id.hex(), number - opened)
                     DROPPED_CHANNELS.labels("timeout").inc()
                     del self._channels[channel_id]
+            yield from self._force_empty(number)
         except BaseException:  # a failed step (or one abandoned at shutdown) reads this L1 block again
             self.next_l1 = number
             raise
@@ -479,7 +499,10 @@ class Deriver:
                     break
 
     # -- one batch -------------------------------------------------------------------------------
-    def _apply(self, batch: SingularBatch) -> bool:
+    def _apply(self, batch: SingularBatch, inclusion: int | None = None) -> bool:
+        """Derive the block of ``batch`` on the safe head if it is valid; ``inclusion``: the L1 block that carried
+        it (default: the L1 block being read)."""
+        inclusion = self._inclusion if inclusion is None else inclusion
         head = self.safe_head
         if batch.parent_hash != head.hash:
             if batch.timestamp > head.timestamp:
@@ -490,10 +513,10 @@ class Deriver:
             return False
         if batch.timestamp <= head.timestamp:
             return self._drop(batch, "timestamp not after the parent's")
-        parent = self.chain.block_by_header(head)
-        current = origin_of(parent) if head.block_number > 0 else self._origins.genesis_origin()
-        if current is None:
-            raise ChainError(f"L2 block #{head.block_number} records no L1 origin")
+        if batch.epoch_number + self.config.seq_window_size < inclusion:
+            return self._drop(batch, f"outside its sequencing window: epoch {batch.epoch_number} + seq_window_size "
+                                     f"{self.config.seq_window_size} < L1 inclusion block {inclusion}")  # fmt: skip
+        current = self._origin(head)
         deposits: list = []
         if batch.epoch_number == current.l1_number:
             if batch.epoch_hash != current.l1_block_hash:
@@ -511,11 +534,74 @@ class Deriver:
             deposits = deposits_in_block(self.l1, self.config.deposit_portal, l1_block.ref.hash)
         else:
             return self._drop(batch, f"epoch {batch.epoch_number} is neither the parent's nor the next")
+        if batch.timestamp > info.l1_timestamp + self.config.max_sequencer_drift:
+            reason = self._past_drift(batch, current, info)
+            if reason is not None:
+                return self._drop(batch, reason)
         builder = self.chain.chain_class.get_vm_class_for_block_number(head.block_number + 1).get_transaction_builder()
         try:
             user_txs = [builder.decode(raw) for raw in batch.transactions]
         except Exception as exc:  # any undecodable transaction makes the batch invalid
             return self._drop(batch, f"undecodable transaction: {exc}")
+        return self._build(batch, info, deposits, user_txs)
+
+    def _origin(self, head) -> L1BlockInfo:
+        """The L1 origin (epoch) of the L2 block ``head``."""
+        parent = self.chain.block_by_header(head)
+        current = origin_of(parent) if head.block_number > 0 else self._origins.genesis_origin()
+        if current is None:
+            raise ChainError(f"L2 block #{head.block_number} records no L1 origin")
+        return current
+
+    def _past_drift(self, batch: SingularBatch, current: L1BlockInfo, info: L1BlockInfo) -> str | None:
+        """Why a batch past the sequencer drift is dropped; None for an empty batch that had to keep its epoch."""
+        limit = f"timestamp {batch.timestamp} > epoch time {info.l1_timestamp} + max_sequencer_drift " \
+                f"{self.config.max_sequencer_drift}"  # fmt: skip
+        if batch.transactions:
+            return f"past the sequencer drift with transactions ({limit})"
+        if info.l1_number != current.l1_number:
+            return None  # an empty batch that adopts the next epoch: always allowed
+        following = self._origins.l1_block(current.l1_number + 1)
+        if following is not None and following.ref.timestamp <= batch.timestamp:
+            return (f"past the sequencer drift without adopting the next L1 origin #{following.ref.number} (time "
+                    f"{following.ref.timestamp}), which it could have ({limit})")  # fmt: skip
+        return None
+
+    def _force_empty(self, number: int) -> Iterator[int]:
+        """Deposit-only blocks while L1 block ``number`` is past the safe head's sequencing window (op-node's
+        empty batches: the deposits of epochs the batcher left out are included all the same)."""
+        window = max(self.config.seq_window_size, 1)  # (the next epoch must be an L1 block already read)
+        if self.config.genesis_l1.number + window > number:
+            return  # no epoch can be that old yet
+        while self.divergence is None:
+            head = self.safe_head
+            current = self._origin(head)
+            if current.l1_number + window > number:
+                return
+            following = self._origins.l1_block(current.l1_number + 1)
+            if following is None or following.parent_hash != current.l1_block_hash:
+                return  # not there (or an L1 reorg, found next round): nothing forced yet
+            timestamp = head.timestamp + self.config.block_time
+            deposits: list = []
+            if following.ref.timestamp <= timestamp:
+                info = self._origins.l1_info(following, 0)
+                deposits = deposits_in_block(self.l1, self.config.deposit_portal, following.ref.hash)
+            else:
+                info = dataclasses.replace(current, sequence_number=current.sequence_number + 1)
+            batch = SingularBatch(head.hash, info.l1_number, info.l1_block_hash, timestamp, ())
+            log.warning("sequencing window of epoch %d passed at L1 block #%d (seq_window_size %d): forcing a "
+                        "deposit-only L2 block #%d at timestamp %d, epoch %d, %d deposit(s)", current.l1_number,
+                        number, self.config.seq_window_size, head.block_number + 1, timestamp, info.l1_number,
+                        len(deposits))  # fmt: skip
+            if not self._build(batch, info, deposits, []):
+                return
+            self.forced += 1
+            FORCED_EMPTY_BATCHES.inc()
+            yield 1
+
+    def _build(self, batch: SingularBatch, info: L1BlockInfo, deposits: list, user_txs: list) -> bool:
+        """Build (or consolidate with the unsafe block) the block of a valid batch on the safe head."""
+        head = self.safe_head
         txs = [deposit_transaction(info.deposit()), *(deposit_transaction(d) for d in deposits), *user_txs]
         mix_hash = keccak(head.mix_hash + head.hash)
         unsafe = None
