@@ -80,6 +80,7 @@ class Node:
         self.chain = chain
         self.config = config or NodeConfig()
         self.events = EventBus()
+        self._past_drift = False  # a sequencer's last block was past its origin's drift: pool transactions wait
         self.heads = _l2_heads(chain, self.config)  # safe/finalized of a rollup node; None for a plain devnet
         self.clock = BlockClock()
         self.pool = TxPool(
@@ -167,7 +168,8 @@ class Node:
             await self._gather_arrivals()
             while self._has_executable():
                 built = self._produce_safely(skip_empty=True)
-                if built is None or built.block is None:  # nothing could be included (e.g. no AI sidecar)
+                # nothing could be included (e.g. no AI sidecar), or nothing may be (past the sequencer drift)
+                if built is None or built.block is None or self._past_drift:
                     asyncio.get_running_loop().call_later(self.config.retry_after_s, self._wake.set)
                     break
                 await self._gather_arrivals()
@@ -323,6 +325,8 @@ class Node:
         leading = []  # an L2 block opens with its L1-info deposit and its epoch's user deposits
         if self.config.sequencer is not None:
             leading = self.config.sequencer.block_inputs(self.chain.block_by_header(head), ts)
+            self._past_drift = not self.config.sequencer.takes_transactions(leading, ts)
+            include_pool = include_pool and not self._past_drift
             if self.config.fault == "tamper-state" and state_edits is None:
                 state_edits = _tamper_state
         built = self.chain.build_block(

@@ -10,8 +10,10 @@ For the block after ``parent`` at ``timestamp``:
   that L1 block's user deposits (from the portal's logs) after the L1-info deposit, sequence number 0;
 - otherwise the block stays in the epoch with the next sequence number, and only the L1-info deposit.
 
-An unreachable L1 keeps the current origin (blocks go on, deposits wait); a block past the sequencer drift
-is logged (op-node would stop taking pool transactions there; not enforced yet).
+An unreachable L1 keeps the current origin (blocks go on, deposits wait). A block more than
+``max_sequencer_drift`` seconds after its origin's L1 timestamp takes no pool transactions (deposits only), as
+op-node's sequencer does and as derivation requires (:meth:`Sequencer.takes_transactions`): the sequencer
+moves to the next origin whenever it may, so past the drift the next one is not there to adopt.
 
 An L1 reorg that replaces the head's origin makes the L2 blocks on that origin invalid (no validator derives
 them): as op-node's sequencer does, :meth:`Sequencer.reset_on_l1_reorg` (before each block) drops them, back to
@@ -49,6 +51,9 @@ log = logging.getLogger("lorachain.sequencer")
 BLOB_BASE_FEE_UPDATE_FRACTION = 5_007_716  # Prague (EIP-7691)
 ORIGIN_CHECK_S = 0.25  # the head's L1 origin is checked against L1 at most this often (each block, when slower)
 
+PAST_DRIFT_BLOCKS = Counter("lorachain_sequencer_past_drift_blocks_total",
+                            "Blocks built past the sequencer drift of their L1 origin (deposits only)",
+                            registry=metrics.REGISTRY)  # fmt: skip
 L1_REORG_RESETS = Counter("lorachain_sequencer_l1_reorg_resets_total",
                           "Sequencer resets: L2 blocks dropped because an L1 reorg replaced their L1 origin",
                           registry=metrics.REGISTRY)  # fmt: skip
@@ -207,6 +212,18 @@ class Sequencer:
                   reset.head.hash.hex(), reset.dropped, len(reset.transactions), pooled)  # fmt: skip
         return reset
 
+    def takes_transactions(self, leading: list[SignedTransactionAPI], timestamp: int) -> bool:
+        """Whether the block that ``leading`` (:meth:`block_inputs`) opens at ``timestamp`` may hold pool
+        transactions: not past the sequencer drift of its origin (derivation drops such a batch)."""
+        info = L1BlockInfo.decode(deposit_of(leading[0]).data)
+        if timestamp <= info.l1_timestamp + self.config.max_sequencer_drift:
+            return True
+        PAST_DRIFT_BLOCKS.inc()
+        log.warning("L2 block at %d is %ds past L1 origin #%d, beyond the sequencer drift (%ds): deposits only, pool "
+                    "transactions wait for the next origin", timestamp, timestamp - info.l1_timestamp, info.l1_number,
+                    self.config.max_sequencer_drift)  # fmt: skip
+        return False
+
     def block_inputs(self, parent: BlockAPI, timestamp: int) -> list[SignedTransactionAPI]:
         """The deposits that must open the L2 block after ``parent`` at ``timestamp``."""
         current = origin_of(parent) if parent.number > 0 else self.genesis_origin()
@@ -222,8 +239,6 @@ class Sequencer:
             except (L1Unavailable, L1RpcError) as exc:
                 log.warning("cannot read deposits of L1 block #%d, staying on the origin: %s",
                             candidate.ref.number, exc)  # fmt: skip
-        if timestamp > info.l1_timestamp + self.config.max_sequencer_drift:
-            log.warning("L2 block at %d is past the sequencer drift of L1 origin #%d", timestamp, info.l1_number)
         if deposits:
             log.info("epoch L1 #%d: %d deposit(s)", info.l1_number, len(deposits))
         return [deposit_transaction(info.deposit()), *(deposit_transaction(d) for d in deposits)]
