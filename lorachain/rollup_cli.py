@@ -62,6 +62,7 @@ def add_commands(sub: Any) -> None:
     q.add_argument("--poll", type=float, default=1.0)
     # tests only: a lying proposer, for the validator's output-root check (lorachain.node.rollup.proposer)
     q.add_argument("--fault", choices=["wrong-output-root"], default=None, help=argparse.SUPPRESS)
+    _metrics_flags(q)
     q.set_defaults(func=cmd_proposer)
 
     q = rollup.add_parser("batcher", help="post the L2's blocks to the DA server (or L1 calldata) and the L1 inbox")
@@ -76,6 +77,7 @@ def add_commands(sub: Any) -> None:
     # tests only: a misbehaving batcher, for the validator's fault tests (lorachain.node.rollup.batcher.FAULTS)
     q.add_argument("--fault", choices=["withhold-da", "malformed-frames", "duplicate-batches", "out-of-order-frames"],
                    default=None, help=argparse.SUPPRESS)  # fmt: skip
+    _metrics_flags(q)
     q.set_defaults(func=cmd_batcher)
 
 
@@ -128,6 +130,19 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metrics_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--metrics.port", dest="metrics_port", type=int, default=None,
+                        help="serve Prometheus metrics at http://ADDR:PORT/metrics (default: not served)")  # fmt: skip
+    parser.add_argument("--metrics.addr", dest="metrics_addr", default="127.0.0.1")
+
+
+def _serve_metrics(args: argparse.Namespace) -> None:
+    if args.metrics_port is not None:
+        from lorachain.node.metrics import serve_service_metrics
+
+        serve_service_metrics(args.metrics_port, args.metrics_addr)
+
+
 def cmd_batcher(args: argparse.Namespace) -> int:
     from lorachain.da_client.client import DAClient
     from lorachain.node.rollup.batcher import Batcher
@@ -138,6 +153,7 @@ def cmd_batcher(args: argparse.Namespace) -> int:
     batcher = Batcher(config, L1Client(args.l1), L1Client(args.l2), key, Path(args.state),
                       da=DAClient(args.da) if args.da else None, max_blocks_per_channel=args.max_blocks,
                       fault=args.fault)  # fmt: skip
+    _serve_metrics(args)
     batcher.run(args.poll)
     return 0
 
@@ -153,6 +169,7 @@ def cmd_proposer(args: argparse.Namespace) -> int:
     from lorachain.node.rollup.proposer import Proposer
 
     config = RollupConfig.load(Path(args.rollup_config))
+    _serve_metrics(args)
     Proposer(config, L1Client(args.l1), L1Client(args.l2), _key(args.key, DEFAULT_PROPOSER_INDEX),
              fault=args.fault).run(args.poll)  # fmt: skip
     return 0

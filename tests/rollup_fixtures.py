@@ -7,6 +7,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from lorachain.genesis.genesis import devnet_genesis
 from lorachain.rollup_cli import op_stack_genesis
 from tests.conftest import LORACHAIN, REPO, start_node
@@ -48,3 +50,10 @@ def stop_all(*things: Any) -> None:
             thing.wait(timeout=20)
         else:
             thing.stop()
+
+
+def scrape(port: int) -> dict[str, float]:
+    """A Prometheus endpoint's samples (``http://127.0.0.1:port/metrics``): name{labels} -> value."""
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line and not line.startswith("#")}  # fmt: skip

@@ -19,20 +19,20 @@ from lorachain.node.rollup.channels import ChannelAssembler, decompress_channel,
 from lorachain.node.rollup.config import RollupConfig
 from lorachain.node.rollup.l1_client import L1Client
 from lorachain.node.rollup.retrieval import frames_in_l1_block
-from tests.conftest import LORACHAIN, REPO, start_node
-from tests.rollup_fixtures import stop_all
+from tests.conftest import LORACHAIN, REPO, free_port, start_node
+from tests.rollup_fixtures import scrape, stop_all
 from tests.test_da_server_e2e import DAServerProcess
 from tests.test_sequencer_e2e import wait_for
 
 pytestmark = pytest.mark.e2e
 
 
-def start_batcher(tmp_path: Path, l1: str, l2: str, da: str) -> subprocess.Popen:
+def start_batcher(tmp_path: Path, l1: str, l2: str, da: str, *extra: str) -> subprocess.Popen:
     log = open(tmp_path / "batcher.log", "ab")  # noqa: SIM115 - owned by the subprocess
     return subprocess.Popen(
         [*LORACHAIN, "rollup", "batcher", "--l1", l1, "--l2", l2, "--da", da, "--rollup-config",
          str(tmp_path / "rollup" / "rollup.json"), "--state", str(tmp_path / "batcher.json"), "--poll", "0.3",
-         "--max-blocks", "4"],
+         "--max-blocks", "4", *extra],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     )  # fmt: skip
 
@@ -67,7 +67,8 @@ def test_every_l2_block_reaches_l1_once(tmp_path: Path) -> None:
         w2 = Web3(Web3.HTTPProvider(l2.url))
         for i in range(3):
             w2.eth.send_transaction({"from": w2.eth.accounts[i], "to": w2.eth.accounts[5], "value": 1 + i})
-        batcher = start_batcher(tmp_path, l1.url, l2.url, da_server.url)
+        metrics_port = free_port()
+        batcher = start_batcher(tmp_path, l1.url, l2.url, da_server.url, "--metrics.port", str(metrics_port))
         l1_client, l2_client, da = L1Client(l1.url), L1Client(l2.url), DAClient(da_server.url)
         state = tmp_path / "batcher.json"
         wait_for(lambda: state.exists() and json.loads(state.read_text())["next_block"] > 6, what="posting")
@@ -76,6 +77,12 @@ def test_every_l2_block_reaches_l1_once(tmp_path: Path) -> None:
         mark = json.loads(state.read_text())["next_block"]
         wait_for(lambda: json.loads(state.read_text())["next_block"] > mark + 4, what="posting during the outage")
         da_server.faults()  # recovered
+        seen = scrape(metrics_port)  # the outage shows in the batcher's metrics
+        assert seen['lorachain_batcher_da_failovers_total{reason="refused_or_unavailable"}'] >= 1
+        assert seen['lorachain_batcher_frames_posted_total{via="da"}'] >= 1
+        assert seen['lorachain_batcher_frames_posted_total{via="calldata"}'] >= 1
+        assert seen["lorachain_batcher_next_l2_block"] > mark + 4
+        assert seen["lorachain_batcher_l2_blocks_posted_total"] >= seen["lorachain_batcher_next_l2_block"] - 1
 
         batcher.send_signal(signal.SIGKILL)
         batcher.wait(timeout=10)

@@ -15,18 +15,18 @@ from lorachain.node.rollup.config import RollupConfig
 from lorachain.node.rollup.l1_client import L1Client
 from lorachain.node.rollup.proposer import Proposer, ProposerError
 from lorachain.toolchain.solc import load_artifact
-from tests.conftest import LORACHAIN, REPO, start_node
-from tests.rollup_fixtures import start_l1_and_rollup, stop_all
+from tests.conftest import LORACHAIN, REPO, free_port, start_node
+from tests.rollup_fixtures import scrape, start_l1_and_rollup, stop_all
 from tests.test_sequencer_e2e import wait_for
 
 pytestmark = pytest.mark.e2e
 
 
-def start_proposer(tmp_path: Path, l1: str, l2: str) -> subprocess.Popen:
+def start_proposer(tmp_path: Path, l1: str, l2: str, *extra: str) -> subprocess.Popen:
     log = open(tmp_path / "proposer.log", "ab")  # noqa: SIM115 - owned by the subprocess
     return subprocess.Popen(
         [*LORACHAIN, "rollup", "proposer", "--l1", l1, "--l2", l2, "--rollup-config",
-         str(tmp_path / "rollup" / "rollup.json"), "--poll", "0.3"],
+         str(tmp_path / "rollup" / "rollup.json"), "--poll", "0.3", *extra],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     )  # fmt: skip
 
@@ -40,8 +40,12 @@ def test_outputs_reach_the_oracle(tmp_path: Path) -> None:
         w1 = Web3(Web3.HTTPProvider(l1.url))
         oracle = w1.eth.contract(address=Web3.to_checksum_address(config.output_oracle),
                                  abi=load_artifact("L2OutputOracle")["abi"])  # fmt: skip
-        proposer = start_proposer(tmp_path, l1.url, l2.url)
+        metrics_port = free_port()
+        proposer = start_proposer(tmp_path, l1.url, l2.url, "--metrics.port", str(metrics_port))
         wait_for(lambda: oracle.functions.outputCount().call() >= 2, what="two proposals")
+        seen = scrape(metrics_port)
+        assert seen["lorachain_proposer_outputs_proposed_total"] >= 2
+        assert seen["lorachain_proposer_last_proposed_l2_block"] >= 8
         proposer.send_signal(signal.SIGKILL)
         proposer.wait(timeout=10)
         proposer = start_proposer(tmp_path, l1.url, l2.url)

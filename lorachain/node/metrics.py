@@ -1,12 +1,21 @@
-"""Prometheus metrics of the node (served at /metrics on the RPC port, as geth's --metrics does)."""
+"""Prometheus metrics of the node (served at /metrics on the RPC port, as geth's --metrics does), and the registry
+of the rollup's own services (batcher, proposer: :data:`SERVICE_REGISTRY`, each process serving it with
+``--metrics.port``, as op-batcher and op-proposer do)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 REGISTRY = CollectorRegistry()
+SERVICE_REGISTRY = CollectorRegistry()  # the batcher's and the proposer's
+
+
+def serve_service_metrics(port: int, addr: str = "127.0.0.1") -> None:
+    """Serve :data:`SERVICE_REGISTRY` at ``http://addr:port/metrics`` from a background thread."""
+    start_http_server(port, addr, registry=SERVICE_REGISTRY)
+
 
 HEAD = Gauge("lorachain_chain_head_block", "Number of the canonical head block", registry=REGISTRY)
 BLOCKS = Counter("lorachain_blocks_built_total", "Blocks built by this node", registry=REGISTRY)

@@ -41,10 +41,12 @@ from typing import Any
 import rlp
 from eth_account import Account
 from eth_utils import to_checksum_address
+from prometheus_client import Counter, Gauge
 
 from lorachain.da_client.client import DABadRequest, DAClient, DAError, DAUnavailable, DerivationError
 from lorachain.da_client.commitment import CommitmentMode, encode_altda_calldata
 from lorachain.da_client.local_cert import LocalCert
+from lorachain.node.metrics import SERVICE_REGISTRY
 from lorachain.node.rollup.batches import SingularBatch
 from lorachain.node.rollup.channels import Compression, channel_frames, compress_batches
 from lorachain.node.rollup.config import RollupConfig
@@ -54,6 +56,19 @@ from lorachain.node.rollup.l1_client import L1Client, L1RpcError
 from lorachain.node.rollup.l1_info import L1BlockInfo
 
 log = logging.getLogger("lorachain.batcher")
+
+FRAMES_POSTED = Counter("lorachain_batcher_frames_posted_total", "Frame payloads posted, by where their data went",
+                        ["via"], registry=SERVICE_REGISTRY)  # fmt: skip
+DA_FAILOVERS = Counter("lorachain_batcher_da_failovers_total",
+                       "Frame payloads posted as calldata because the DA server refused or failed",
+                       ["reason"], registry=SERVICE_REGISTRY)  # fmt: skip
+BLOCKS_POSTED = Counter("lorachain_batcher_l2_blocks_posted_total", "L2 blocks posted in channels",
+                        registry=SERVICE_REGISTRY)  # fmt: skip
+NEXT_BLOCK = Gauge("lorachain_batcher_next_l2_block", "The next L2 block to post", registry=SERVICE_REGISTRY)
+ROUND_ERRORS = Counter("lorachain_batcher_round_errors_total", "Batcher rounds that failed (retried)",
+                       registry=SERVICE_REGISTRY)  # fmt: skip
+L1_REORGS = Counter("lorachain_batcher_l1_reorgs_total", "L1 reorgs that took batcher transactions (re-posted)",
+                    registry=SERVICE_REGISTRY)  # fmt: skip
 
 CALLDATA_FRAME_SIZE = 120_000  # keeps one batcher transaction well under L1's 128 KiB tx-size limit
 FAULTS = ("withhold-da", "malformed-frames", "duplicate-batches", "out-of-order-frames")  # tests only
@@ -168,6 +183,8 @@ class Batcher:
             through = last if index == len(payloads) - 1 else first - 1
             self._post(payload, first, through)
         log.info("posted L2 blocks #%d-#%d in %d frame(s)", first, last, len(payloads))
+        BLOCKS_POSTED.inc(last - first + 1)
+        NEXT_BLOCK.set(self.state.next_block)
         return last - first + 1
 
     def _faulty(self, frames: list[Frame], payloads: list[bytes]) -> list[bytes]:
@@ -198,11 +215,14 @@ class Batcher:
             except (DAUnavailable, DABadRequest, DerivationError) as exc:
                 log.warning("DA server refused or unavailable (%s): posting frames as calldata", exc)
                 self.posted_as_calldata += 1
+                DA_FAILOVERS.labels("refused_or_unavailable").inc()
             except DAError as exc:  # retried already; still failing: fail over rather than stall
                 log.warning("DA server failing (%s): posting frames as calldata", exc)
                 self.posted_as_calldata += 1
+                DA_FAILOVERS.labels("failing").inc()
         else:
             self.posted_as_calldata += 1
+        FRAMES_POSTED.labels("calldata" if data is frames_payload else "da").inc()
         self._send(data, first, through)
 
     def _withhold(self, payload: bytes) -> bytes:
@@ -302,6 +322,7 @@ class Batcher:
         log.warning("L1 reorg: %d batcher transaction(s) no longer on L1 (or their L2 blocks left the chain), from L1 "
                     "block #%d: posting L2 blocks from #%d again (was #%d)", len(posted) - keep, posted[keep]["l1"],
                     next_block, self.state.next_block)  # fmt: skip
+        L1_REORGS.inc()
         self.state.posted = posted[:keep]
         self.state.next_block = next_block
         self.state.pending = None  # if the L1 still mines it, its batches are read as already applied
@@ -313,6 +334,7 @@ class Batcher:
                 posted = self.step()
             except (BatcherError, OSError, RuntimeError) as exc:
                 log.error("batcher round failed, retrying: %s", exc)
+                ROUND_ERRORS.inc()
                 posted = 0
             if not posted:
                 time.sleep(poll_s)

@@ -15,12 +15,21 @@ import time
 
 from eth_account import Account
 from eth_utils import keccak, to_checksum_address
+from prometheus_client import Counter, Gauge
 
+from lorachain.node.metrics import SERVICE_REGISTRY
 from lorachain.node.rollup.config import RollupConfig
 from lorachain.node.rollup.l1_client import L1Client, L1RpcError, L1Unavailable
 from lorachain.node.rollup.outputs import output_root_v0
 
 log = logging.getLogger("lorachain.proposer")
+
+PROPOSED = Counter("lorachain_proposer_outputs_proposed_total", "Output roots proposed on L1",
+                   registry=SERVICE_REGISTRY)  # fmt: skip
+LAST_PROPOSED = Gauge("lorachain_proposer_last_proposed_l2_block", "The L2 block of the last output proposed",
+                      registry=SERVICE_REGISTRY)  # fmt: skip
+PROPOSER_ERRORS = Counter("lorachain_proposer_round_errors_total", "Proposal rounds that failed (retried)",
+                          registry=SERVICE_REGISTRY)  # fmt: skip
 
 _NEXT_BLOCK = keccak(b"nextBlockNumber()")[:4]
 _PROPOSE = keccak(b"proposeL2Output(bytes32,uint256,bytes32,uint256)")[:4]
@@ -67,6 +76,8 @@ class Proposer:
         if int(receipt["status"], 16) != 1:
             raise ProposerError(f"proposal of L2 block #{number} failed on L1 (tx {tx_hash})")
         log.info("proposed output 0x%s of L2 block #%d", output["outputRoot"][2:14], number)
+        PROPOSED.inc()
+        LAST_PROPOSED.set(number)
         return number
 
     def run(self, poll_s: float = 1.0) -> None:
@@ -75,6 +86,7 @@ class Proposer:
                 proposed = self.step()
             except (ProposerError, L1Unavailable, L1RpcError) as exc:
                 log.error("proposal round failed, retrying: %s", exc)
+                PROPOSER_ERRORS.inc()
                 proposed = None
             if proposed is None:
                 time.sleep(poll_s)
