@@ -52,8 +52,12 @@ def stop_all(*things: Any) -> None:
             thing.stop()
 
 
-def scrape(port: int) -> dict[str, float]:
-    """A Prometheus endpoint's samples (``http://127.0.0.1:port/metrics``): name{labels} -> value."""
-    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-            if line and not line.startswith("#")}  # fmt: skip
+def metric(url: str, name: str, **labels: str) -> float:
+    """One sample of ``url``'s Prometheus ``/metrics`` (``labels`` as given, in the exposition's order); 0 when
+    absent."""
+    wanted = ",".join(f'{key}="{value}"' for key, value in labels.items())
+    sample = name + ("{" + wanted + "}" if wanted else "")
+    for line in requests.get(f"{url}/metrics", timeout=5).text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

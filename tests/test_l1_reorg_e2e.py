@@ -7,24 +7,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import requests
 from web3 import Web3
 
 from lorachain.node.rollup.config import RollupConfig
 from tests.conftest import start_node
-from tests.rollup_fixtures import start_l1_and_rollup, stop_all
+from tests.rollup_fixtures import metric, start_l1_and_rollup, stop_all
 from tests.test_batcher_e2e import start_batcher
 from tests.test_da_server_e2e import DAServerProcess
 from tests.test_sequencer_e2e import wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-def _metric(url: str, name: str) -> float:
-    for line in requests.get(f"{url}/metrics", timeout=5).text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"no metric {name}")
 
 
 def _same_chain(ws: Web3, wv: Web3, last: int) -> None:
@@ -60,15 +52,15 @@ def test_the_validator_and_the_batcher_follow_an_l1_reorg(tmp_path: Path) -> Non
 
         assert l1.rpc("evm_revert", snapshot)["result"] is True
         assert w1.eth.block_number == fork  # the batcher's transactions since are gone; new L1 blocks follow
-        wait_for(lambda: _metric(validator.url, "lorachain_derivation_l1_reorgs_total") >= 1, timeout=30,
+        wait_for(lambda: metric(validator.url, "lorachain_derivation_l1_reorgs_total") >= 1, timeout=30,
                  what="the validator to see the L1 reorg")  # fmt: skip
         target = ws.eth.block_number + 4
         wait_for(lambda: wv.eth.block_number >= target, timeout=60, what="derivation after the reorg")
         _same_chain(ws, wv, target)
         assert "L1 reorg:" in validator.log()
         assert "L1 reorg:" in (tmp_path / "batcher.log").read_text()
-        assert _metric(validator.url, "lorachain_derivation_l1_reorg_depth") >= 1
-        assert _metric(validator.url, "lorachain_derivation_divergences_total") == 0
+        assert metric(validator.url, "lorachain_derivation_l1_reorg_depth") >= 1
+        assert metric(validator.url, "lorachain_derivation_divergences_total") == 0
         assert not (tmp_path / "validator" / "divergence.json").exists()
         assert batcher.poll() is None and validator.proc.poll() is None and sequencer.proc.poll() is None
     finally:
@@ -97,7 +89,7 @@ def test_the_sequencer_resets_when_its_l1_origin_is_reorged_away(tmp_path: Path)
         assert l1.rpc("evm_revert", snapshot)["result"] is True
         kept = w1.eth.send_transaction({"from": w1.eth.accounts[4], "to": portal, "value": 2 * 10**18})
         w1.eth.wait_for_transaction_receipt(kept)
-        wait_for(lambda: _metric(sequencer.url, "lorachain_sequencer_l1_reorg_resets_total") >= 1, timeout=30,
+        wait_for(lambda: metric(sequencer.url, "lorachain_sequencer_l1_reorg_resets_total") >= 1, timeout=30,
                  what="the sequencer's reset")  # fmt: skip
         wait_for(lambda: ws.eth.get_balance(other) == balances[1] + 2 * 10**18, timeout=30,
                  what="the new branch's deposit on L2")  # fmt: skip

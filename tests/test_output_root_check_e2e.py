@@ -6,21 +6,19 @@ report naming the output index, the L2 block, both roots and the differing compo
 from __future__ import annotations
 
 import json
-import re
 import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-import requests
 from web3 import Web3
 
 from lorachain.node.rollup.config import RollupConfig
 from lorachain.node.rollup.l1_client import L1Client
 from lorachain.toolchain.solc import load_artifact
 from tests.conftest import LORACHAIN, REPO, start_node
-from tests.rollup_fixtures import start_l1_and_rollup, stop_all
+from tests.rollup_fixtures import metric, start_l1_and_rollup, stop_all
 from tests.test_batcher_e2e import start_batcher
 from tests.test_da_server_e2e import DAServerProcess
 from tests.test_sequencer_e2e import wait_for
@@ -35,11 +33,6 @@ def start_proposer(tmp_path: Path, l1: str, l2: str, *extra: str) -> subprocess.
          str(tmp_path / "rollup" / "rollup.json"), "--poll", "0.3", *extra],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     )  # fmt: skip
-
-
-def metric(url: str, name: str) -> float:
-    found = re.search(rf"^{name} (\S+)$", requests.get(f"{url}/metrics", timeout=5).text, re.M)
-    return float(found.group(1)) if found else 0.0
 
 
 def test_validator_verifies_output_roots_and_catches_a_lying_proposer(tmp_path: Path) -> None:

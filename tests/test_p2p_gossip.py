@@ -9,20 +9,18 @@ message is scored down, banned and disconnected, while the validator goes on fol
 
 from __future__ import annotations
 
-import re
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-import requests
 from eth_keys import keys
 
 from lorachain.genesis.accounts import dev_accounts
 from lorachain.node.p2p import codec
 from lorachain.node.p2p.service import GossipService, P2PConfig, peer_id_of
 from tests.conftest import LORACHAIN, REPO, free_port, start_node
-from tests.rollup_fixtures import start_l1_and_rollup, stop_all
+from tests.rollup_fixtures import metric, start_l1_and_rollup, stop_all
 from tests.test_sequencer_e2e import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -31,12 +29,6 @@ SEQUENCER_ID_KEY = b"\x51" * 32
 VALIDATOR_ID_KEY = b"\x52" * 32
 ATTACKER_ID_KEY = b"\x53" * 32
 WRONG_SIGNER_KEY = dev_accounts()[3].private_key  # not the unsafe-block signer (dev account 7)
-
-
-def _metric(url: str, name: str, labels: str = "") -> float:
-    text = requests.get(f"{url}/metrics", timeout=5).text
-    match = re.search(rf"^{re.escape(name)}{re.escape(labels)} ([0-9.e+-]+)$", text, re.M)
-    return float(match.group(1)) if match else 0.0
 
 
 def _number(node, tag: str = "latest") -> int:
@@ -74,7 +66,7 @@ def test_validator_follows_gossip_and_bans_a_bad_peer(tmp_path: Path) -> None:
 
         # no batch on L1 yet: the validator's head comes from gossip alone, the safe head stays at genesis
         def applied() -> float:
-            return _metric(validator.url, "lorachain_p2p_unsafe_blocks_total", '{result="applied"}')
+            return metric(validator.url, "lorachain_p2p_unsafe_blocks_total", result="applied")
 
         wait_for(lambda: _number(validator) >= 6 and applied() >= 3, timeout=40, what="the validator's unsafe head")
         assert _number(validator, "safe") == 0
@@ -82,26 +74,26 @@ def test_validator_follows_gossip_and_bans_a_bad_peer(tmp_path: Path) -> None:
         number = _number(validator)
         assert validator.rpc("eth_getBlockByNumber", hex(number), False)["result"]["hash"] == \
             sequencer.rpc("eth_getBlockByNumber", hex(number), False)["result"]["hash"]  # fmt: skip
-        backfilled = _metric(validator.url, "lorachain_p2p_unsafe_blocks_total", '{result="backfilled"}')
+        backfilled = metric(validator.url, "lorachain_p2p_unsafe_blocks_total", result="backfilled")
         assert applied() + backfilled >= 6  # blocks before the peering: from the sequencer's RPC
-        wait_for(lambda: _metric(validator.url, "lorachain_p2p_peers") == 1, timeout=10, what="the peer count")
+        wait_for(lambda: metric(validator.url, "lorachain_p2p_peers") == 1, timeout=10, what="the peer count")
 
         # a peer gossiping blocks signed by another key (and junk) is scored down and dropped
         attacker = GossipService(P2PConfig(chain_id=901, static_peers=[val_addr], node_key=ATTACKER_ID_KEY,
                                            signer_key=WRONG_SIGNER_KEY))  # fmt: skip
         attacker.start()
-        wait_for(lambda: _metric(validator.url, "lorachain_p2p_peers") == 2, timeout=20, what="the attacker peering")
+        wait_for(lambda: metric(validator.url, "lorachain_p2p_peers") == 2, timeout=20, what="the attacker peering")
         time.sleep(1.0)  # subscriptions exchanged
         for i in range(6):
-            if _metric(validator.url, "lorachain_p2p_peers_banned_total") >= 1:
+            if metric(validator.url, "lorachain_p2p_peers_banned_total") >= 1:
                 break
             for topic, data in _bad_messages(i):
                 attacker.publish_raw(topic, data)
             time.sleep(0.5)
-        wait_for(lambda: _metric(validator.url, "lorachain_p2p_peers_banned_total") == 1, timeout=20,
+        wait_for(lambda: metric(validator.url, "lorachain_p2p_peers_banned_total") == 1, timeout=20,
                  what="the bad peer's ban")  # fmt: skip
-        assert _metric(validator.url, "lorachain_p2p_unsafe_blocks_total", '{result="wrong_signer"}') >= 1
-        wait_for(lambda: _metric(validator.url, "lorachain_p2p_peers") == 1, timeout=10, what="the disconnect")
+        assert metric(validator.url, "lorachain_p2p_unsafe_blocks_total", result="wrong_signer") >= 1
+        wait_for(lambda: metric(validator.url, "lorachain_p2p_peers") == 1, timeout=10, what="the disconnect")
         target = _number(sequencer) + 3
         wait_for(lambda: _number(validator) >= target, timeout=20, what="gossip after the ban")
 
@@ -118,8 +110,8 @@ def test_validator_follows_gossip_and_bans_a_bad_peer(tmp_path: Path) -> None:
                 sequencer.rpc("eth_getBlockByNumber", hex(n), False)["result"]["hash"], f"block {n}"  # fmt: skip
         assert not (tmp_path / "validator" / "unsafe-divergence.json").exists()
         assert not (tmp_path / "validator" / "divergence.json").exists()
-        assert _metric(validator.url, "lorachain_derivation_unsafe_divergences_total") == 0
-        assert _metric(validator.url, "lorachain_p2p_gossip_latency_seconds_count") >= 3
+        assert metric(validator.url, "lorachain_derivation_unsafe_divergences_total") == 0
+        assert metric(validator.url, "lorachain_p2p_gossip_latency_seconds_count") >= 3
     finally:
         if attacker is not None:
             attacker.stop()

@@ -16,7 +16,7 @@ from lorachain.node.rollup.l1_client import L1Client
 from lorachain.node.rollup.proposer import Proposer, ProposerError
 from lorachain.toolchain.solc import load_artifact
 from tests.conftest import LORACHAIN, REPO, free_port, start_node
-from tests.rollup_fixtures import scrape, start_l1_and_rollup, stop_all
+from tests.rollup_fixtures import metric, start_l1_and_rollup, stop_all
 from tests.test_sequencer_e2e import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -43,9 +43,9 @@ def test_outputs_reach_the_oracle(tmp_path: Path) -> None:
         metrics_port = free_port()
         proposer = start_proposer(tmp_path, l1.url, l2.url, "--metrics.port", str(metrics_port))
         wait_for(lambda: oracle.functions.outputCount().call() >= 2, what="two proposals")
-        seen = scrape(metrics_port)
-        assert seen["lorachain_proposer_outputs_proposed_total"] >= 2
-        assert seen["lorachain_proposer_last_proposed_l2_block"] >= 8
+        service = f"http://127.0.0.1:{metrics_port}"
+        assert metric(service, "lorachain_proposer_outputs_proposed_total") >= 2
+        assert metric(service, "lorachain_proposer_last_proposed_l2_block") >= 8
         proposer.send_signal(signal.SIGKILL)
         proposer.wait(timeout=10)
         proposer = start_proposer(tmp_path, l1.url, l2.url)

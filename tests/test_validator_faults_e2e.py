@@ -15,13 +15,11 @@ A validator killed with ``kill -9`` resuming is covered by test_validator_e2e.py
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import requests
 from web3 import Web3
 
 from lorachain.da_client.client import DAClient
@@ -29,22 +27,13 @@ from lorachain.node.rollup.config import RollupConfig
 from lorachain.node.rollup.l1_client import L1Client
 from lorachain.node.rollup.retrieval import frames_in_l1_block
 from tests.conftest import LORACHAIN, REPO, free_port, start_node
-from tests.rollup_fixtures import start_l1_and_rollup, stop_all
+from tests.rollup_fixtures import metric, start_l1_and_rollup, stop_all
 from tests.test_da_server_e2e import DAServerProcess
 from tests.test_sequencer_e2e import wait_for
 
 pytestmark = pytest.mark.e2e
 
 BLOCK_TIME = "0.4"
-
-
-def metric(url: str, name: str, **labels: str) -> float:
-    """A sample of the node's /metrics (0 when absent)."""
-    text = requests.get(f"{url}/metrics", timeout=5).text
-    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    pattern = "^" + re.escape(name) + (r"\{" + re.escape(wanted) + r"\}" if wanted else "") + r" (\S+)$"
-    found = re.search(pattern, text, re.MULTILINE)
-    return float(found.group(1)) if found else 0.0
 
 
 def start_batcher(tmp_path: Path, l1: str, l2: str, *extra: str) -> subprocess.Popen:
