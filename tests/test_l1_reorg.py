@@ -138,6 +138,53 @@ def test_derivation_rewinds_to_the_common_ancestor_and_derives_the_new_l1(rollup
         validator.close()
 
 
+class SequencerView:
+    """The sequencer's JSON-RPC as derivation's comparison reads it (``eth_getBlockByNumber``), from its chain."""
+
+    def __init__(self, chain: Blockchain) -> None:
+        self.chain = chain
+
+    def call(self, method: str, number: str, full: bool) -> dict | None:
+        assert method == "eth_getBlockByNumber"
+        header = self.chain.header_by_number(int(number, 16))
+        return {"hash": "0x" + header.hash.hex(), "number": number}
+
+
+def test_a_block_derived_from_reorged_l1_is_not_a_divergence(rollup: Rollup, tmp_path: Path) -> None:
+    """The race of an L1 reorg: the validator derives a block from L1 blocks that are replaced just after, while the
+    sequencer has already reset that block away. Not a divergence: derivation rewinds and compares again; the same
+    mismatch on a canonical L1 stays a divergence."""
+    validator = Blockchain.initialize(tmp_path / "validator", rollup.genesis)
+    deriver = Deriver(rollup.config, rollup.l1, validator, tmp_path / "derivation.json",
+                      sequencer=SequencerView(rollup.chain))  # type: ignore[arg-type]  # fmt: skip
+    try:
+        rollup.build(2)
+        rollup.post(1, 2)
+        derive_all(deriver)
+        snapshot = rollup.rpc("evm_snapshot")
+        rollup.build(1)
+        rollup.post(3, 3)
+        derive_all(deriver)
+        derived = validator.block_by_header(validator.header_by_number(3))
+        assert deriver.divergence is None and deriver.safe_head.hash == derived.hash
+
+        rollup.chain.set_head(rollup.chain.header_by_number(2))  # the sequencer's reset on the L1 reorg
+        rollup.timestamp += 5
+        rollup.build(1)
+        assert rollup.chain.head.hash != derived.hash
+        deriver._compare(derived)  # the L1 is not reorged: a real divergence
+        assert deriver.divergence is not None and deriver.divergence["block"] == 3
+        deriver.divergence = None
+
+        rollup.reorg(snapshot)
+        deriver._compare(derived)  # the same mismatch, its L1 blocks reorged away: not a divergence
+        assert deriver.divergence is None
+        derive_all(deriver)
+        assert deriver.l1_reorgs == 1 and deriver.safe_head.block_number == 2 and deriver.divergence is None
+    finally:
+        validator.close()
+
+
 def test_a_reorg_deeper_than_the_journal_derives_again_from_genesis(rollup: Rollup, tmp_path: Path) -> None:
     validator = Blockchain.initialize(tmp_path / "validator", rollup.genesis)
     deriver = Deriver(rollup.config, rollup.l1, validator, tmp_path / "derivation.json")

@@ -651,6 +651,12 @@ class Deriver:
         theirs = self.sequencer.call("eth_getBlockByNumber", hex(block.number), True)
         if theirs is not None and theirs["hash"] == "0x" + block.hash.hex():
             return
+        # Derived from L1 blocks that a reorg has just replaced (the sequencer may have reset that block away
+        # already): not a divergence; the next round rewinds, derives the block again and compares it again.
+        if not self.journal.check_tip(self.l1)[0]:
+            log.warning("derived block #%d differs from the sequencer's, but the L1 blocks it came from were just "
+                        "reorged away: compared again after the rewind", block.number)  # fmt: skip
+            return
         metrics.DIVERGENCES.inc()
         log.error("DIVERGENCE at L2 block #%d: derived 0x%s, sequencer %s; derivation stops here", block.number,
                   block.hash.hex(), theirs["hash"] if theirs else None)  # fmt: skip
