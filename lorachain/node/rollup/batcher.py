@@ -40,7 +40,7 @@ from typing import Any
 
 import rlp
 from eth_account import Account
-from eth_utils import to_checksum_address
+from eth_utils import keccak, to_checksum_address
 from prometheus_client import Counter, Gauge
 
 from lorachain.da_client.client import DABadRequest, DAClient, DAError, DAUnavailable, DerivationError
@@ -154,6 +154,7 @@ class Batcher:
         self.fault = fault
         withheld = state_path.with_name(state_path.name + ".withheld")
         self.withheld = len(list(withheld.iterdir())) if withheld.is_dir() else 0  # once, across restarts too
+        self._last_hash: str | None = None  # the last block of the channel being posted, as read
 
     # -- one round -------------------------------------------------------------------------------
     def step(self) -> int:
@@ -165,10 +166,10 @@ class Batcher:
         if first > head:
             return 0
         last = min(head, first + self.max_blocks - 1)
-        batches = [
-            batch_of_raw_block(n, bytes.fromhex(self.l2.call("debug_getRawBlock", hex(n))[2:]))
-            for n in range(first, last + 1)
-        ]
+        raw_blocks = [bytes.fromhex(self.l2.call("debug_getRawBlock", hex(n))[2:]) for n in range(first, last + 1)]
+        batches = [batch_of_raw_block(n, raw) for n, raw in zip(range(first, last + 1), raw_blocks, strict=True)]
+        # the hash of the last block as read here (the sequencer may reset it away before the tx is mined)
+        self._last_hash = "0x" + keccak(rlp.encode(rlp.decode(raw_blocks[-1])[0])).hex()
         encoded = [b.encode() for b in batches]
         if self.fault == "duplicate-batches":
             encoded = [batch for batch in encoded for _ in range(2)]
@@ -245,6 +246,8 @@ class Batcher:
         signed = self.account.sign_transaction(tx)
         self.state.pending = {"raw": bytes(signed.raw_transaction).hex(), "hash": bytes(signed.hash).hex(),
                               "first": first, "through": through}  # fmt: skip
+        if through >= first:  # the channel's last frame: it carries block `through`, read in this round
+            self.state.pending["l2_hash"] = self._last_hash
         self.state.save()
         self._settle_pending()
 
@@ -268,11 +271,15 @@ class Batcher:
             raise BatcherError(f"batcher transaction 0x{pending['hash']} failed on L1")
         self.state.next_block = max(self.state.next_block, pending["through"] + 1)
         self.state.pending = None
-        through = self.l2.call("eth_getBlockByNumber", hex(pending["through"]), False)
-        if through is not None:
+        # the L2 block the transaction carries as posted (a block read again now may be a reset's new one)
+        through_hash = pending.get("l2_hash")
+        if through_hash is None:
+            through = self.l2.call("eth_getBlockByNumber", hex(pending["through"]), False)
+            through_hash = through["hash"] if through is not None else None
+        if through_hash is not None:
             self.state.posted.append({"tx": pending["hash"], "first": pending.get("first", pending["through"]),
                                       "through": pending["through"], "l1": int(receipt["blockNumber"], 16),
-                                      "l1_hash": receipt["blockHash"], "l2_hash": through["hash"]})  # fmt: skip
+                                      "l1_hash": receipt["blockHash"], "l2_hash": through_hash})  # fmt: skip
             del self.state.posted[:-POSTED_KEPT]
         self.state.save()
 
