@@ -172,6 +172,11 @@ class L1Journal:
         while len(self.entries) > self.size:
             del self.entries[next(iter(self.entries))]
 
+    def forget_after(self, number: int) -> None:
+        """Forget the blocks after ``number`` (they are read again)."""
+        for later in [n for n in self.entries if n > number]:
+            del self.entries[later]
+
     def check_tip(self, l1: L1Client) -> tuple[bool, dict | None]:
         """Whether the last block read is still canonical (the next block's parent, or the block itself at the
         L1 head), and the raw header of the L1 block after it (None at the L1 head or with nothing read)."""
@@ -190,8 +195,7 @@ class L1Journal:
         for entry in reversed(list(self.entries.values())):
             raw = l1.block_by_number(entry.number)
             if raw is not None and bytes.fromhex(raw["hash"][2:]) == entry.hash:
-                for number in [n for n in self.entries if n > entry.number]:
-                    del self.entries[number]
+                self.forget_after(entry.number)
                 return entry
         self.entries.clear()
         return None

@@ -143,8 +143,7 @@ class SafeHeadTracker:
         was = self.safe.block_number
         for entry in reversed(list(self.journal.entries.values())):
             if self._rewind_to(entry):
-                for number in [n for n in self.journal.entries if n > entry.number]:
-                    del self.journal.entries[number]
+                self.journal.forget_after(entry.number)
                 log.warning("safe head #%d is no longer canonical: back to #%d, reading L1 again from #%d", was,
                             self.safe.block_number, self.next_l1)  # fmt: skip
                 return
