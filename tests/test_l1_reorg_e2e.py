@@ -4,10 +4,12 @@ chain, without a divergence."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 from web3 import Web3
+from web3.exceptions import BlockNotFound
 
 from lorachain.node.rollup.config import RollupConfig
 from tests.conftest import start_node
@@ -19,9 +21,24 @@ from tests.test_sequencer_e2e import wait_for
 pytestmark = pytest.mark.e2e
 
 
-def _same_chain(ws: Web3, wv: Web3, last: int) -> None:
+def _first_difference(ws: Web3, wv: Web3, last: int) -> int | None:
+    """The first of blocks 1..last the two nodes do not both hold with one hash (None: the same chain)."""
     for number in range(1, last + 1):
-        assert wv.eth.get_block(number).hash == ws.eth.get_block(number).hash, f"block {number} differs"
+        try:
+            if wv.eth.get_block(number).hash != ws.eth.get_block(number).hash:
+                return number
+        except BlockNotFound:  # a node rewound by the reorg has not re-derived (or re-built) it yet
+            return number
+    return None
+
+
+def _same_chain(ws: Web3, wv: Web3, last: int, timeout: float = 60.0) -> None:
+    """Both nodes end on one chain through block ``last``: after a reorg either may still rewind and rebuild a
+    few blocks, so this waits for them to agree; a lasting difference fails with the block it is at."""
+    deadline = time.monotonic() + timeout
+    while (number := _first_difference(ws, wv, last)) is not None:
+        assert time.monotonic() < deadline, f"block {number} differs between the sequencer and the validator"
+        time.sleep(0.5)
 
 
 def _rollup(tmp_path: Path):
