@@ -17,7 +17,10 @@ from lorachain.node.vm import fast_vm
 
 SENDER, TARGET = b"\x01" * 20, b"\x02" * 20
 SIMPLE = [0x01, 0x03, 0x16, 0x17, 0x10, 0x11, 0x14, 0x15, 0x50, 0x5B]  # ADD SUB AND OR LT GT EQ ISZERO POP JUMPDEST
-OTHERS = [0x02, 0x04, 0x1B, 0x1C, 0x51, 0x52, 0x35, 0x36, 0x58, 0x5A, 0x59, 0x00, 0xF3, 0xFD, 0xFE]  # MUL .. INVALID
+# MUL DIV MOD XOR SHL SHR SAR MLOAD MSTORE MSTORE8 CALLVALUE CALLDATALOAD CALLDATASIZE PC GAS MSIZE STOP RETURN REVERT
+# INVALID
+OTHERS = [0x02, 0x04, 0x06, 0x18, 0x1B, 0x1C, 0x1D, 0x51, 0x52, 0x53, 0x34, 0x35, 0x36, 0x58, 0x5A, 0x59, 0x00, 0xF3,
+          0xFD, 0xFE]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +72,7 @@ def test_fast_vm_uses_the_fast_table() -> None:
     computation = fast_vm(PragueVM)._state_class.computation_class
     replaced = [op for op, fn in computation.opcodes.items() if isinstance(fn, _Op)]
     assert {0x01, 0x50, 0x5B, 0x5F, 0x60, 0x7F, 0x80, 0x8F, 0x90, 0x9F} <= set(replaced)
+    assert {0x02, 0x04, 0x06, 0x18, 0x1B, 0x1C, 0x34, 0x35, 0x36, 0x51, 0x52, 0x56, 0x57} <= set(replaced)
     assert not isinstance(computation.opcodes[0xF1], _Op)  # CALL (an opcode class of its own) stays py-evm's
     assert all(computation.opcodes[op].gas_cost == PragueVM._state_class.computation_class.opcodes[op].gas_cost
                for op in replaced)  # fmt: skip
@@ -100,3 +104,23 @@ def test_stack_overflow_alike(state, loop: bytes) -> None:
     ours, theirs = run(state, fast, loop, 1_000_000), run(state, base, loop, 1_000_000)
     assert ours == theirs
     assert theirs[0] == ("FullStack", "Stack limit reached") and len(theirs[2]) == 1024
+
+
+@pytest.mark.parametrize("code", [
+    bytes([0x61, 0x5B, 0x5B, 0x60, 0x01, 0x56]),  # PUSH2 0x5b5b; PUSH1 1; JUMP: a JUMPDEST byte inside PUSH data
+    bytes([0x61, 0x5B, 0x5B, 0x60, 0x01, 0x60, 0x02, 0x57]),  # the same through JUMPI
+    bytes([0x60, 0x05, 0x56, 0x00, 0x00, 0x5B, 0x60, 0x2A]),  # a good jump, then on
+    bytes([0x60, 0xFF, 0x56]),  # past the end of the code
+    bytes([0x7F]) + bytes([0x5B]) * 32 + bytes([0x60, 0x10, 0x56]),  # into a PUSH32's data
+])  # fmt: skip
+def test_jump_destinations_alike(state, code: bytes) -> None:
+    base = PragueVM._state_class.computation_class
+    fast = type("FastPrague", (base,), {"opcodes": fast_opcodes(base.opcodes)})
+    assert run(state, fast, code, 10_000) == run(state, base, code, 10_000)
+
+
+def test_a_jump_into_push_data_is_an_invalid_instruction(state) -> None:
+    fast = type("FastPrague", (PragueVM._state_class.computation_class,), {"opcodes": fast_opcodes(
+        PragueVM._state_class.computation_class.opcodes)})  # fmt: skip
+    error = run(state, fast, bytes([0x61, 0x5B, 0x5B, 0x60, 0x01, 0x56]), 10_000)[0]
+    assert error == ("InvalidInstruction", "Jump resulted in invalid instruction")

@@ -12,6 +12,7 @@ from typing import Any
 from eth._utils.spoof import SpoofAttributes
 from eth.abc import ComputationAPI, StateAPI, VirtualMachineAPI
 from eth.exceptions import OutOfGas, Revert
+from eth.vm.message import Message
 
 from lorachain.revert_data import revert_reason
 
@@ -64,7 +65,8 @@ def computation_error(computation: ComputationAPI) -> ExecutionError:
 def build_call_transaction(vm_class: type[VirtualMachineAPI], state: StateAPI, params: CallParams) -> Any:
     """An unsigned transaction with a spoofed sender, for execution without a signature."""
     builder = vm_class.get_transaction_builder()
-    nonce = params.nonce if params.nonce is not None else state.get_nonce(params.sender)
+    # A call's nonce field is never read (a creation's address comes from the state's nonce): no lookup.
+    nonce = params.nonce if params.nonce is not None else 0
     gas = params.gas if params.gas is not None else RPC_GAS_CAP
     if params.gas_price is not None:
         max_fee = tip = params.gas_price
@@ -95,11 +97,26 @@ def execute(state: StateAPI, tx: Any) -> ComputationAPI:
     gas figures, and the caller throws the state away.
     """
     executor = state.get_transaction_executor()
-    message = executor.build_evm_message(tx)
+    message = _call_message(state, executor, tx) if tx.to else executor.build_evm_message(tx)
     computation = executor.build_computation(message, tx)
     if hasattr(state, "_transient_storage"):
         state.clear_transient_storage()  # EIP-1153: transient storage lives for one transaction
     return computation
+
+
+def _call_message(state: StateAPI, executor: Any, tx: Any) -> Message:
+    """py-evm's ``build_evm_message`` for a message call (not a creation): the same charge, nonce step, code
+    lookup (EIP-7702 delegations followed) and message, without its debug line, which hex-encodes the
+    callee's code and hashes the call data on every call whether or not debug logging is on."""
+    sender = tx.sender
+    fee = tx.gas * state.get_gas_price(tx)
+    if fee:
+        state.delta_balance(sender, -fee)
+    state.increment_nonce(sender)  # a contract caller's CREATEs depend on it, as in a transaction
+    code, delegation = executor.get_code_at_address(tx.to)
+    refund = executor.calc_message_refund(tx)
+    return Message(gas=tx.gas - tx.intrinsic_gas, to=tx.to, sender=sender, value=tx.value, data=tx.data,
+                   code=code, refund=refund, is_delegation=delegation is not None)  # fmt: skip
 
 
 def gas_used(tx: Any, computation: ComputationAPI) -> int:

@@ -23,9 +23,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from eth import constants
-from eth.exceptions import FullStack, InsufficientStack
-from eth.vm.logic import arithmetic, comparison, duplication, flow, stack, swap
+from eth.exceptions import FullStack, InsufficientStack, InvalidInstruction, InvalidJumpDestination
+from eth.vm.logic import arithmetic, comparison, context, duplication, flow, memory, stack, swap
 from eth.vm.opcode import _FastOpcode
+from eth.vm.opcode_values import JUMPDEST, PUSH1, PUSH32
 
 UINT_256_MAX = constants.UINT_256_MAX
 STACK_LIMIT = 1024
@@ -33,6 +34,40 @@ STACK_LIMIT = 1024
 
 def _int(value: int | bytes) -> int:
     return value if value.__class__ is int else int.from_bytes(value, "big")  # type: ignore[arg-type]
+
+
+_JUMPDESTS: dict[bytes, frozenset[int]] = {}
+_JUMPDESTS_LIMIT = 4096  # distinct codes remembered (a full table is emptied: contracts are few and hot)
+
+
+def valid_jump_destinations(code: bytes) -> frozenset[int]:
+    """The positions of ``code`` a JUMP may land on: JUMPDEST bytes that are not PUSH data (as geth's
+    per-code jumpdest analysis, remembered per code)."""
+    found = _JUMPDESTS.get(code)
+    if found is None:
+        positions, i, length = [], 0, len(code)
+        while i < length:
+            op = code[i]
+            if op == JUMPDEST:
+                positions.append(i)
+            elif PUSH1 <= op <= PUSH32:
+                i += op - PUSH1 + 1
+            i += 1
+        if len(_JUMPDESTS) >= _JUMPDESTS_LIMIT:
+            _JUMPDESTS.clear()
+        found = _JUMPDESTS[code] = frozenset(positions)
+    return found
+
+
+def _jump_to(computation: Any, destination: int) -> None:
+    """Move the program counter to ``destination``, with py-evm's errors for a bad one."""
+    code = computation.code
+    code.program_counter = destination
+    raw = code._raw_code_bytes
+    if destination not in valid_jump_destinations(raw):
+        if destination >= len(raw) or raw[destination] != JUMPDEST:
+            raise InvalidJumpDestination("Invalid Jump Destination")
+        raise InvalidInstruction("Jump resulted in invalid instruction")
 
 
 class _Op:
@@ -175,6 +210,126 @@ class _IsZero(_Op):
         values.append(1 if _int(values.pop()) == 0 else 0)
 
 
+class _Jump(_Op):
+    __slots__ = ()
+
+    def __call__(self, computation: Any) -> None:
+        meter = computation._gas_meter
+        if meter.gas_remaining < self.gas_cost:
+            meter.consume_gas(self.gas_cost, self.mnemonic)
+        meter.gas_remaining -= self.gas_cost
+        values = computation._stack.values
+        if not values:
+            raise InsufficientStack("Wanted 1 stack item, had none")
+        _jump_to(computation, _int(values.pop()))
+
+
+class _JumpI(_Op):
+    __slots__ = ()
+
+    def __call__(self, computation: Any) -> None:
+        meter = computation._gas_meter
+        if meter.gas_remaining < self.gas_cost:
+            meter.consume_gas(self.gas_cost, self.mnemonic)
+        meter.gas_remaining -= self.gas_cost
+        values = computation._stack.values
+        if len(values) < 2:
+            raise InsufficientStack(f"Wanted 2 stack items, only had {len(values)}")
+        destination = values.pop()
+        if _int(values.pop()):
+            _jump_to(computation, _int(destination))
+
+
+def _word(value: int | bytes) -> bytes:
+    """A stack item as the 32 bytes MSTORE writes."""
+    if value.__class__ is int:
+        return value.to_bytes(32, "big")  # type: ignore[union-attr]
+    return value.rjust(32, b"\x00")  # type: ignore[union-attr]
+
+
+class _MStore(_Op):
+    """MSTORE: memory growth is charged by py-evm's ``extend_memory`` (skipped when none is needed)."""
+
+    __slots__ = ()
+
+    def __call__(self, computation: Any) -> None:
+        meter = computation._gas_meter
+        if meter.gas_remaining < self.gas_cost:
+            meter.consume_gas(self.gas_cost, self.mnemonic)
+        meter.gas_remaining -= self.gas_cost
+        values = computation._stack.values
+        if len(values) < 2:  # py-evm pops the offset, then finds no value
+            values.clear()
+            raise InsufficientStack("Wanted 1 stack item, had none")
+        start = _int(values.pop())
+        word = _word(values.pop())
+        mem = computation._memory
+        if start + 32 > len(mem._bytes):
+            computation.extend_memory(start, 32)
+        mem._bytes[start : start + 32] = word
+
+
+class _MLoad(_Op):
+    __slots__ = ()
+
+    def __call__(self, computation: Any) -> None:
+        meter = computation._gas_meter
+        if meter.gas_remaining < self.gas_cost:
+            meter.consume_gas(self.gas_cost, self.mnemonic)
+        meter.gas_remaining -= self.gas_cost
+        values = computation._stack.values
+        if not values:
+            raise InsufficientStack("Wanted 1 stack item, had none")
+        start = _int(values.pop())
+        mem = computation._memory
+        if start + 32 > len(mem._bytes):
+            computation.extend_memory(start, 32)
+        values.append(bytes(mem._bytes[start : start + 32]))
+
+
+class _CallValue(_Op):
+    __slots__ = ()
+
+    def __call__(self, computation: Any) -> None:
+        meter = computation._gas_meter
+        if meter.gas_remaining < self.gas_cost:
+            meter.consume_gas(self.gas_cost, self.mnemonic)
+        meter.gas_remaining -= self.gas_cost
+        values = computation._stack.values
+        if len(values) >= STACK_LIMIT:
+            raise FullStack("Stack limit reached")
+        values.append(computation.msg.value)
+
+
+class _CallDataLoad(_Op):
+    __slots__ = ()
+
+    def __call__(self, computation: Any) -> None:
+        meter = computation._gas_meter
+        if meter.gas_remaining < self.gas_cost:
+            meter.consume_gas(self.gas_cost, self.mnemonic)
+        meter.gas_remaining -= self.gas_cost
+        values = computation._stack.values
+        if not values:
+            raise InsufficientStack("Wanted 1 stack item, had none")
+        start = _int(values.pop())
+        values.append(int.from_bytes(computation.msg.data_as_bytes[start : start + 32].ljust(32, b"\x00"), "big"))
+
+
+class _CallDataSize(_Op):
+    __slots__ = ()
+
+    def __call__(self, computation: Any) -> None:
+        meter = computation._gas_meter
+        if meter.gas_remaining < self.gas_cost:
+            meter.consume_gas(self.gas_cost, self.mnemonic)
+        meter.gas_remaining -= self.gas_cost
+        values = computation._stack.values
+        if len(values) >= STACK_LIMIT:
+            raise FullStack("Stack limit reached")
+        values.append(len(computation.msg.data))
+
+
 _BINARY: dict[Callable[..., None], Callable[[int, int], int]] = {
     arithmetic.add: lambda a, b: (a + b) & UINT_256_MAX,
     arithmetic.sub: lambda a, b: (a - b) & UINT_256_MAX,
@@ -183,7 +338,18 @@ _BINARY: dict[Callable[..., None], Callable[[int, int], int]] = {
     comparison.lt: lambda a, b: 1 if a < b else 0,
     comparison.gt: lambda a, b: 1 if a > b else 0,
     comparison.eq: lambda a, b: 1 if a == b else 0,
+    comparison.xor: lambda a, b: a ^ b,
+    arithmetic.mul: lambda a, b: (a * b) & UINT_256_MAX,
+    arithmetic.div: lambda a, b: a // b if b else 0,
+    arithmetic.mod: lambda a, b: a % b if b else 0,
+    arithmetic.shl: lambda shift, value: (value << shift) & UINT_256_MAX if shift < 256 else 0,
+    arithmetic.shr: lambda shift, value: value >> shift if shift < 256 else 0,
 }
+_SIMPLE: dict[Callable[..., None], type[_Op]] = {
+    stack.pop: _Pop, flow.jumpdest: _JumpDest, comparison.iszero: _IsZero, flow.jump: _Jump, flow.jumpi: _JumpI,
+    memory.mstore: _MStore, memory.mload: _MLoad, context.callvalue: _CallValue,
+    context.calldataload: _CallDataLoad, context.calldatasize: _CallDataSize,
+}  # fmt: skip
 _PUSH = {getattr(stack, f"push{n}"): n for n in range(33)}  # push0 .. push32
 _DUP = {getattr(duplication, f"dup{n}"): n for n in range(1, 17)}
 _SWAP = {getattr(swap, f"swap{n}"): n for n in range(1, 17)}
@@ -201,13 +367,7 @@ def _fast(original: Any) -> Any:
         return _Swap(original, _SWAP[logic])
     if logic in _BINARY:
         return _Binary(original, _BINARY[logic])
-    if logic is stack.pop:
-        return _Pop(original)
-    if logic is flow.jumpdest:
-        return _JumpDest(original)
-    if logic is comparison.iszero:
-        return _IsZero(original)
-    return _Op(original)
+    return _SIMPLE.get(logic, _Op)(original)
 
 
 def fast_opcodes(opcodes: Mapping[int, Any]) -> dict[int, Any]:

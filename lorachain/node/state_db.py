@@ -31,7 +31,7 @@ from eth_typing import Address, Hash32
 from eth_utils import ValidationError, keccak
 from trie import HexaryTrie
 
-from lorachain.node.trie_nodes import encode_node
+from lorachain.node.trie_nodes import encode_node, trie_get
 from lorachain.node.trie_update import node_loader, updated_root
 
 _Pending = dict[bytes, bytes | None]  # hashed slot -> rlp value, or None: deleted
@@ -180,10 +180,7 @@ class _FlatFirst(BaseDB):
         root = self._accounts.state_root
         encoded = FLAT_ACCOUNTS.get(root, address)
         if encoded is None:
-            try:
-                encoded = self._accounts._trie_logger[address]
-            except KeyError:
-                encoded = b""
+            encoded = trie_get(root, keccak(address), self._accounts._batchtrie.__getitem__)
             FLAT_ACCOUNTS.remember(root, address, encoded)
         if not encoded:
             raise KeyError(address)
