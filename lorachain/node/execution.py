@@ -12,7 +12,6 @@ from typing import Any
 from eth._utils.spoof import SpoofAttributes
 from eth.abc import ComputationAPI, StateAPI, VirtualMachineAPI
 from eth.exceptions import OutOfGas, Revert
-from eth.vm.message import Message
 
 from lorachain.revert_data import revert_reason
 
@@ -97,26 +96,11 @@ def execute(state: StateAPI, tx: Any) -> ComputationAPI:
     gas figures, and the caller throws the state away.
     """
     executor = state.get_transaction_executor()
-    message = _call_message(state, executor, tx) if tx.to else executor.build_evm_message(tx)
+    message = executor.build_evm_message(tx)
     computation = executor.build_computation(message, tx)
     if hasattr(state, "_transient_storage"):
         state.clear_transient_storage()  # EIP-1153: transient storage lives for one transaction
     return computation
-
-
-def _call_message(state: StateAPI, executor: Any, tx: Any) -> Message:
-    """py-evm's ``build_evm_message`` for a message call (not a creation): the same charge, nonce step, code
-    lookup (EIP-7702 delegations followed) and message, without its debug line, which hex-encodes the
-    callee's code and hashes the call data on every call whether or not debug logging is on."""
-    sender = tx.sender
-    fee = tx.gas * state.get_gas_price(tx)
-    if fee:
-        state.delta_balance(sender, -fee)
-    state.increment_nonce(sender)  # a contract caller's CREATEs depend on it, as in a transaction
-    code, delegation = executor.get_code_at_address(tx.to)
-    refund = executor.calc_message_refund(tx)
-    return Message(gas=tx.gas - tx.intrinsic_gas, to=tx.to, sender=sender, value=tx.value, data=tx.data,
-                   code=code, refund=refund, is_delegation=delegation is not None)  # fmt: skip
 
 
 def gas_used(tx: Any, computation: ComputationAPI) -> int:

@@ -10,10 +10,13 @@ Two hot spots of py-evm's block building are replaced:
   from the receipt trie;
 - decoded state-trie nodes are cached by hash. A node's hash is the hash of its encoding, so a cached
   decoding can never go stale; callers get a copy because py-evm's trie edits nodes in place;
-- a deep copy of an rlp ``Serializable`` is the object itself. They are immutable (pyrlp freezes every
-  field value), yet ``Serializable.copy`` deep-copies each unchanged field, so py-evm's many
-  ``block.copy(header=...)`` and ``account.copy(balance=...)`` rebuilt every transaction of the block and
-  every nested object, several times per block.
+- a deep copy of an rlp ``Serializable`` (and of a typed transaction or receipt, which wrap one) is the
+  object itself. They are immutable (pyrlp freezes every field value), yet ``Serializable.copy`` deep-copies
+  each unchanged field, so py-evm's many ``block.copy(header=...)`` and ``account.copy(balance=...)`` rebuilt
+  every transaction of the block and every nested object, several times per block;
+- a message call's EVM message is built without py-evm's debug line, an f-string evaluated whether or not
+  debug logging is on that hex-encodes the callee's whole code and hashes the call data (every transaction
+  and every ``eth_call``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ from typing import Any
 import eth.db.chain
 import eth.vm.base
 from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI, VirtualMachineAPI, WithdrawalAPI
+from eth.vm.forks.berlin.receipts import TypedReceipt
+from eth.vm.forks.berlin.transactions import TypedTransaction
+from eth.vm.forks.cancun.constants import BLOB_TX_TYPE
+from eth.vm.message import Message
 from rlp.sedes.serializable import BaseSerializable
 from trie import HexaryTrie
 
@@ -45,7 +52,13 @@ def _trie_of_encoded(encoded: tuple[bytes, ...]) -> tuple[bytes, dict[bytes, byt
     return ordered_trie_root_and_nodes(encoded)
 
 
-BaseSerializable.__deepcopy__ = lambda self, memo=None: self  # type: ignore[method-assign,assignment]
+def _itself(self: Any, memo: Any = None) -> Any:
+    return self
+
+
+BaseSerializable.__deepcopy__ = _itself  # type: ignore[method-assign,assignment]
+TypedTransaction.__deepcopy__ = _itself  # type: ignore[attr-defined]
+TypedReceipt.__deepcopy__ = _itself  # type: ignore[attr-defined]
 
 eth.vm.base.make_trie_root_and_nodes = make_trie_root_and_nodes  # type: ignore[attr-defined]
 eth.db.chain.make_trie_root_and_nodes = make_trie_root_and_nodes  # type: ignore[attr-defined]
@@ -103,6 +116,28 @@ class FastBlockAssembly:
         super().process_deposit_request_data(block)  # type: ignore[misc]
 
 
+class QuietMessageBuilder:
+    """Mixin for a fork's transaction executor: py-evm's ``build_evm_message`` for message calls (not
+    creations, not blob transactions, which keep py-evm's own): the same fee charge, nonce step, EIP-7702
+    authorizations (``calc_message_refund``, before the callee's code is read, as py-evm does), delegated
+    code and message, without the debug line."""
+
+    def build_evm_message(self, transaction: Any) -> Message:
+        if not transaction.to or getattr(transaction, "type_id", None) == BLOB_TX_TYPE:
+            return super().build_evm_message(transaction)  # type: ignore[misc]
+        state = self.vm_state  # type: ignore[attr-defined]
+        sender = transaction.sender
+        fee = transaction.gas * state.get_gas_price(transaction)
+        if fee:  # a zero charge is no change: the nonce step below touches the account anyway
+            state.delta_balance(sender, -fee)
+        state.increment_nonce(sender)
+        refund = self.calc_message_refund(transaction)  # type: ignore[attr-defined]
+        code, delegation = self.get_code_at_address(transaction.to)  # type: ignore[attr-defined]
+        return Message(gas=transaction.gas - transaction.intrinsic_gas, to=transaction.to, sender=sender,
+                       value=transaction.value, data=transaction.data, code=code, refund=refund,
+                       is_delegation=delegation is not None)  # fmt: skip
+
+
 def _keep_system_contracts(state: Any) -> None:
     """py-evm's Cancun/Prague ``set_system_contracts`` (run on every state built) re-sets each system
     contract's code only where that very code is already there (``if not code != CONTRACT_CODE``): the
@@ -117,11 +152,13 @@ def fast_vm(vm_class: type[VirtualMachineAPI]) -> type[VirtualMachineAPI]:
     base_computation = state_class.computation_class
     computation = type(base_computation.__name__, (base_computation,),
                        {"opcodes": fast_opcodes(base_computation.opcodes)})  # fmt: skip
+    base_executor = state_class.transaction_executor_class
+    executor = type(base_executor.__name__, (QuietMessageBuilder, base_executor), {})
     state = type(
         state_class.__name__,
         (NoDepositState, state_class),
         {"account_db_class": BatchedAccountDB, "set_system_contracts": _keep_system_contracts,
-         "computation_class": computation},
+         "computation_class": computation, "transaction_executor_class": executor},
     )  # fmt: skip
     return type(vm_class.__name__, (FastBlockAssembly, vm_class), {"_state_class": state})
 
