@@ -82,7 +82,7 @@ def test_validator_follows_gossip_and_bans_a_bad_peer(tmp_path: Path) -> None:
         attacker = GossipService(P2PConfig(chain_id=901, static_peers=[val_addr], node_key=ATTACKER_ID_KEY,
                                            signer_key=WRONG_SIGNER_KEY))  # fmt: skip
         attacker.start()
-        wait_for(lambda: metric(validator.url, "lorachain_p2p_peers") == 2, timeout=20, what="the attacker peering")
+        wait_for(lambda: metric(validator.url, "lorachain_p2p_peers") == 2, timeout=45, what="the attacker peering")
         time.sleep(1.0)  # subscriptions exchanged
         for i in range(6):
             if metric(validator.url, "lorachain_p2p_peers_banned_total") >= 1:

@@ -54,6 +54,18 @@ PENALTIES = {"undecodable": 10.0, "bad_signature": 20.0, "wrong_signer": 20.0, "
              "hash_mismatch": 20.0, "invalid_block": 20.0}  # fmt: skip
 DEFAULT_BAN_THRESHOLD = -40.0  # two badly signed blocks and a peer is gone
 REDIAL_S = 2.0
+DIAL_TIMEOUT_S = 10.0  # libp2p's own upgrade timeout: a loaded host takes seconds over a Noise handshake
+
+
+def _admission() -> Any:
+    """libp2p's resource manager with its connection and stream limits, but without the parts that refuse every
+    peer for reasons that are not the peer's: a circuit breaker that stays open for 60 s after five internal
+    errors, "graceful degradation" that lowers limits under load, and system-memory limits (a busy machine is
+    not a bad peer). Who may stay connected is decided by peer scores and the ban gate here."""
+    from libp2p.rcmgr import ResourceManager
+
+    return ResourceManager(enable_circuit_breaker=False, enable_graceful_degradation=False,
+                           enable_memory_limits=False)  # fmt: skip
 
 
 @dataclass
@@ -198,7 +210,7 @@ class GossipService:
         from libp2p.tools.anyio_service import background_trio_service
 
         key_pair = create_new_key_pair(self.config.node_key)
-        host = new_host(key_pair=key_pair)
+        host = new_host(key_pair=key_pair, resource_manager=_admission())
         gossipsub = GossipSub(
             protocols=list(GOSSIPSUB_PROTOCOLS), degree=8, degree_low=6, degree_high=12,  # op-node's D, Dlo, Dhi
             heartbeat_interval=1, heartbeat_initial_delay=0.1, time_to_live=60, gossip_window=3, gossip_history=5,
@@ -272,7 +284,7 @@ class GossipService:
                         pending.remove(info)
                     continue
                 try:
-                    with trio.fail_after(5):
+                    with trio.fail_after(DIAL_TIMEOUT_S):
                         await self._host.connect(info)
                     log.info("p2p: connected to %s peer %s", "static" if keep else "boot", peer)
                     if not keep:
