@@ -38,9 +38,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         receipt = session.w3.eth.get_transaction_receipt(args.tx_hash)
     except Exception as exc:
         raise CliError(f"no receipt for {args.tx_hash}: {exc}") from exc
-    datanets = session.contract(session.registry.functions.datanets().call(), "DatanetRegistry")
     try:
-        explanation = explain_receipt(receipt, session.router, datanets)
+        explanation = explain_receipt(receipt, session.router)
     except ExplainError as exc:
         raise CliError(str(exc)) from exc
     print(json.dumps(explanation, indent=2) if args.json else format_explanation(explanation))

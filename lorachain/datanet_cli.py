@@ -1,5 +1,5 @@
-"""``lorachain datanet create|contribute|review|penalize|snapshot|ls|claim``: datanets from the command line,
-over JSON-RPC (web3.py) and the DA server.
+"""``lorachain datanet create|contribute|check|review|penalize|release-stake|snapshot|export|ls|claim``: datanets
+from the command line, over JSON-RPC (web3.py) and the DA server.
 
 Keys, node and contracts as for ``lorachain adapter`` (``--rpc``, ``--key``/``--account``, ``--registry``,
 ``--router``); the DatanetRegistry is the one the AdapterRegistry names. ``contribute`` checks each file
@@ -7,6 +7,12 @@ Keys, node and contracts as for ``lorachain adapter`` (``--rpc``, ``--key``/``--
 mode: the commitment is ``0x00 || keccak256(bytes)``, which the server checks) and then registers
 ``keccak256(bytes)`` and the size on chain, staking ``--stake`` wei (default: the datanet's minimum). Bad input
 is refused before anything is stored or sent: ``error: ...`` and exit status 1.
+
+``check`` fetches pending contributions' bytes from DA and checks them (hash and size as on chain, well
+formed, not a near-duplicate of accepted or earlier pending data: :mod:`lorachain.attribution.curation`);
+``check --reject`` rejects the duplicates and malformed ones on chain (never one DA could not serve).
+``review --accept`` runs the same check first and refuses to accept a flagged contribution (``--no-check``
+accepts it anyway).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from lorachain.adapter_cli import CliError, _common, _Session
+from lorachain.attribution.curation import DEFAULT_THRESHOLD_PPM
 
 MAX_CONTRIBUTION_BYTES = 1 << 20  # 1 MiB
 DEFAULT_DA = "http://127.0.0.1:3100"
@@ -53,6 +60,13 @@ def _count(text: str) -> int:
     return _integer(text, 0, "must not be negative")
 
 
+def _ppm(text: str) -> int:
+    value = _integer(text, 1, "parts per million are 1..1000000")
+    if value > 1_000_000:
+        raise argparse.ArgumentTypeError(f"parts per million are 1..1000000, got {value}")
+    return value
+
+
 def add_commands(sub: Any) -> None:
     """Register the `datanet` subcommands on the top-level parser's subparsers."""
     p = sub.add_parser("datanet", help="create datanets, contribute and curate training data, claim rewards")
@@ -62,6 +76,8 @@ def add_commands(sub: Any) -> None:
     q.add_argument("name")
     q.add_argument("--metadata", default="", help="metadata URI")
     q.add_argument("--min-stake", type=_count, default=0, metavar="WEI", help="stake each contribution must put up")
+    q.add_argument("--challenge-window", type=_count, default=0, metavar="SECONDS",
+                   help="hold accepted stakes this long, open to a penalty (default: 0, none)")  # fmt: skip
     _common(q)
     q.set_defaults(func=cmd_create)
 
@@ -74,6 +90,17 @@ def add_commands(sub: Any) -> None:
     _common(q)
     q.set_defaults(func=cmd_contribute)
 
+    q = datanet.add_parser("check", help="check pending contributions: bytes in DA, hash, format, near-duplicates")
+    q.add_argument("--datanet", type=_id, required=True, metavar="ID")
+    q.add_argument("--index", type=_count, action="append", default=None, metavar="N",
+                   help="check only these (repeat; default: every pending one)")  # fmt: skip
+    q.add_argument("--threshold-ppm", type=_ppm, default=DEFAULT_THRESHOLD_PPM, metavar="PPM",
+                   help="word-shingle overlap that makes a near-duplicate (default: %(default)s)")  # fmt: skip
+    q.add_argument("--reject", action="store_true", help="reject the duplicates and malformed ones (curators)")
+    q.add_argument("--da", default=DEFAULT_DA, help="DA server URL, eigenda-proxy API (default: %(default)s)")
+    _common(q)
+    q.set_defaults(func=cmd_check)
+
     q = datanet.add_parser("review", help="accept a pending contribution (stake returned) or reject it (slashed)")
     q.add_argument("--datanet", type=_id, required=True, metavar="ID")
     q.add_argument("--index", type=_count, required=True, metavar="N")
@@ -81,6 +108,10 @@ def add_commands(sub: Any) -> None:
     verdict.add_argument("--accept", action="store_true")
     verdict.add_argument("--reject", action="store_true")
     q.add_argument("--reason", choices=REJECT_REASONS, default=None, help="with --reject (default: low-quality)")
+    q.add_argument("--no-check", action="store_true", help="accept without checking the bytes (see `check`)")
+    q.add_argument("--threshold-ppm", type=_ppm, default=DEFAULT_THRESHOLD_PPM, metavar="PPM",
+                   help="near-duplicate overlap for the check before accepting (default: %(default)s)")  # fmt: skip
+    q.add_argument("--da", default=DEFAULT_DA, help="DA server URL, eigenda-proxy API (default: %(default)s)")
     _common(q)
     q.set_defaults(func=cmd_review)
 
@@ -90,6 +121,12 @@ def add_commands(sub: Any) -> None:
     q.add_argument("--reason", choices=tuple(REASONS), required=True)
     _common(q)
     q.set_defaults(func=cmd_penalize)
+
+    q = datanet.add_parser("release-stake", help="return an accepted contribution's stake after its challenge window")
+    q.add_argument("--datanet", type=_id, required=True, metavar="ID")
+    q.add_argument("--index", type=_count, required=True, metavar="N")
+    _common(q)
+    q.set_defaults(func=cmd_release_stake)
 
     q = datanet.add_parser("snapshot", help="fold the accepted contributions into the datanet's snapshot root")
     q.add_argument("--datanet", type=_id, required=True, metavar="ID")
@@ -189,15 +226,25 @@ def read_contribution(path: str) -> bytes:
 # --- commands ----------------------------------------------------------------------------------------------
 
 
+MAX_CHALLENGE_WINDOW_S = 90 * 86_400  # DatanetRegistry.MAX_CHALLENGE_WINDOW
+
+
 def cmd_create(args: argparse.Namespace) -> int:
     if not args.name:
         raise CliError("a datanet needs a name")
+    if args.challenge_window > MAX_CHALLENGE_WINDOW_S:
+        raise CliError(f"--challenge-window is at most {MAX_CHALLENGE_WINDOW_S} s (90 days)")
     session = _Session(args)
     registry = _registry(session)
     receipt = session.send(registry.functions.createDatanet(args.name, args.metadata, args.min_stake))
     created = _event(registry.events.DatanetCreated, receipt)
+    txs = [_tx(receipt)]
+    if args.challenge_window:
+        window = registry.functions.setChallengeWindow(created["datanetId"], args.challenge_window)
+        txs.append(_tx(session.send(window)))
     _print({"datanet_id": created["datanetId"], "name": args.name, "owner": created["owner"],
-            "min_stake_wei": args.min_stake, "tx": _tx(receipt)})  # fmt: skip
+            "min_stake_wei": args.min_stake, "challenge_window_s": args.challenge_window, "tx": txs[0],
+            "txs": txs})  # fmt: skip
     return 0
 
 
@@ -280,16 +327,87 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(registry: Any, datanet: int, da_url: str, threshold_ppm: int, only: set[int] | None) -> list[Any]:
+    """The curation findings of the datanet's pending contributions (``only`` those indexes, when given)."""
+    from lorachain.attribution.curation import Candidate, FetchError, check_contributions
+    from lorachain.da_client.client import DAClient, DAError
+    from lorachain.da_client.commitment import CommitmentMode, KeccakCommitment
+
+    _datanet(registry, datanet)
+    count = _read(registry.functions.contributionCount(datanet))
+    for index in sorted(only or ()):
+        if index >= count:
+            raise CliError(f"datanet {datanet} has no contribution {index} (it has {count})")
+    candidates = []
+    for index in range(count):
+        c = _struct(registry.functions.getContribution(datanet, index))
+        status = STATUSES[c["status"]]
+        if status in ("pending", "accepted"):
+            candidates.append(Candidate(index, bytes(c["contentHash"]), c["size"], status == "accepted"))
+    reviewed = sorted((only or set()) - {c.index for c in candidates if not c.accepted})
+    if reviewed:
+        raise CliError(f"contribution {reviewed[0]} was already reviewed (it is not pending)")
+    da = DAClient(da_url, CommitmentMode.OP_KECCAK, retries=1)
+
+    def fetch(digest: bytes) -> bytes:
+        try:
+            return da.get(KeccakCommitment(digest).encode())
+        except DAError as exc:
+            raise FetchError(f"the DA server at {da_url} did not serve its bytes: {exc}") from exc
+
+    try:
+        return check_contributions(candidates, fetch, threshold_ppm, only)
+    finally:
+        da.close()
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from lorachain.attribution.curation import DUPLICATE, MALFORMED
+
+    session = _Session(args)
+    registry = _registry(session)
+    only = set(args.index) if args.index is not None else None
+    for finding in _check(registry, args.datanet, args.da, args.threshold_ppm, only):
+        out = {"datanet_id": args.datanet, **finding.to_json()}
+        if args.reject and finding.verdict in (DUPLICATE, MALFORMED):
+            reason = "duplicate" if finding.verdict == DUPLICATE else "malformed"
+            receipt = session.send(registry.functions.reject(args.datanet, finding.index, REASONS[reason]))
+            slashed = _events(registry.events.Slashed, receipt)
+            out |= {"status": "rejected", "reason": reason, "slashed_wei": sum(e["amount"] for e in slashed),
+                    "tx": _tx(receipt)}  # fmt: skip
+        _print(out)
+    return 0
+
+
 def cmd_review(args: argparse.Namespace) -> int:
     if args.accept and args.reason:
         raise CliError("--reason goes with --reject")
     session = _Session(args)
     registry = _registry(session)
+    if args.accept and not args.no_check:
+        from lorachain.attribution.curation import DUPLICATE, OK, UNAVAILABLE
+
+        account = session.account.address
+        if _datanet(registry, args.datanet)["owner"] != account and not _read(
+            registry.functions.isCurator(args.datanet, account)
+        ):
+            raise CliError(f"{account} is not a curator of datanet {args.datanet}")
+
+        [finding] = _check(registry, args.datanet, args.da, args.threshold_ppm, {args.index})
+        if finding.verdict == UNAVAILABLE:
+            raise CliError(f"contribution {args.index} was not checked: {finding.detail} (--da URL, or --no-check)")
+        if finding.verdict != OK:
+            hint = "--reject --reason duplicate" if finding.verdict == DUPLICATE else "--reject --reason malformed"
+            raise CliError(f"contribution {args.index} is {finding.verdict}: {finding.detail}; "
+                           f"reject it with {hint}, or accept it anyway with --no-check")  # fmt: skip
     if args.accept:
         receipt = session.send(registry.functions.review(args.datanet, args.index, True))
         returned = _events(registry.events.StakeReturned, receipt)
+        held = _events(registry.events.StakeHeld, receipt)
         _print({"datanet_id": args.datanet, "index": args.index, "status": "accepted",
-                "stake_returned_wei": sum(e["amount"] for e in returned), "tx": _tx(receipt)})  # fmt: skip
+                "stake_returned_wei": sum(e["amount"] for e in returned),
+                "stake_held_wei": sum(e["amount"] for e in held),
+                "stake_held_until": held[0]["until"] if held else None, "tx": _tx(receipt)})  # fmt: skip
         return 0
     reason = args.reason or "low-quality"
     receipt = session.send(registry.functions.reject(args.datanet, args.index, REASONS[reason]))
@@ -304,8 +422,21 @@ def cmd_penalize(args: argparse.Namespace) -> int:
     registry = _registry(session)
     receipt = session.send(registry.functions.penalize(args.datanet, args.index, REASONS[args.reason]))
     event = _event(registry.events.Penalized, receipt)
+    slashed = sum(e["amount"] for e in _events(registry.events.Slashed, receipt))
+    returned = sum(e["amount"] for e in _events(registry.events.StakeReturned, receipt))
     _print({"datanet_id": args.datanet, "index": args.index, "status": "penalized", "reason": args.reason,
-            "contributor": event["contributor"], "size_removed": event["size"], "tx": _tx(receipt)})  # fmt: skip
+            "contributor": event["contributor"], "size_removed": event["size"], "slashed_wei": slashed,
+            "stake_returned_wei": returned, "tx": _tx(receipt)})  # fmt: skip
+    return 0
+
+
+def cmd_release_stake(args: argparse.Namespace) -> int:
+    session = _Session(args)
+    registry = _registry(session)
+    receipt = session.send(registry.functions.releaseStake(args.datanet, args.index))
+    event = _event(registry.events.StakeReturned, receipt)
+    _print({"datanet_id": args.datanet, "index": args.index, "contributor": event["contributor"],
+            "stake_returned_wei": event["amount"], "tx": _tx(receipt)})  # fmt: skip
     return 0
 
 
@@ -327,11 +458,14 @@ def cmd_ls(args: argparse.Namespace) -> int:
     rows = []
     for index in range(count):
         c = _struct(registry.functions.getContribution(args.datanet, index))
+        held_until = _read(registry.functions.heldStake(args.datanet, index))[1]
         rows.append({"index": index, "status": STATUSES[c["status"]], "reason": REASON_NAMES.get(c["reason"]),
                      "contributor": c["contributor"], "size": c["size"], "stake_wei": c["stake"],
+                     "stake_held_until": held_until or None,
                      "content_hash": "0x" + c["contentHash"].hex()})  # fmt: skip
     summary = {"datanet_id": args.datanet, "name": info["name"], "owner": info["owner"],
                "metadata": info["metadataURI"], "min_stake_wei": info["minStake"],
+               "challenge_window_s": _read(registry.functions.challengeWindowOf(args.datanet)),
                "accepted_size": info["acceptedSize"], "snapshot_root": "0x" + info["snapshotRoot"].hex(),
                "snapshot_contributions": info["snapshotCount"], "contributions": count}  # fmt: skip
     if args.json:

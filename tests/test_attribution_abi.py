@@ -32,7 +32,8 @@ def _query(**changes) -> AttributionQuery:
 def test_query_and_output_round_trip():
     query = _query()
     assert AttributionQuery.decode(query.encode()) == query
-    output = AttributionOutput(Method.INFLUENCE, (Contribution(1, 4, 900), Contribution(2, 0, 2**200)))
+    output = AttributionOutput(Method.INFLUENCE, (Contribution(1, 4, 900, b"\x07" * 32),
+                                                  Contribution(2, 0, 2**200, b"\x08" * 32)))  # fmt: skip
     assert AttributionOutput.decode(output.encode()) == output
     assert AttributionOutput.decode(AttributionOutput(Method.BM25, ()).encode()).contributions == ()
 
@@ -75,10 +76,12 @@ def test_gas_grows_with_tokens_model_and_record():
 def test_sidecar_attribute_messages_round_trip_and_reject():
     request = wire.AttributeRequest(b"\x01" * 32, "0x" + "ab" * 32, (1, 2), (3,), 1, 8, ((4, ROOT),))
     assert wire.decode_attribute(wire.unpack(wire.pack(wire.encode_attribute(request)))) == request
-    assert wire.decode_attribution(wire.encode_attribution(2, [(1, 0, 5)])) == (2, [(1, 0, 5)])
+    rows = [(1, 0, 5, b"\x09" * 32)]
+    assert wire.decode_attribution(wire.unpack(wire.pack(wire.encode_attribution(2, rows)))) == (2, rows)
     bad = wire.encode_attribute(request)
     for field, value in (("record", b"short"), ("top_k", 0), ("snapshots", []), ("method", 300), ("output_ids", "x")):
         with pytest.raises(RequestError):
             wire.decode_attribute({**bad, field: value})
-    with pytest.raises(RequestError):
-        wire.decode_attribution({"method": 1, "contributions": [[1, 2]]})
+    for entry in ([1, 2], [1, 2, 3], [1, 2, 3, b"short"], [1, -2, 3, b"\x09" * 32]):
+        with pytest.raises(RequestError):
+            wire.decode_attribution({"method": 1, "contributions": [entry]})

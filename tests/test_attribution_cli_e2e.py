@@ -59,7 +59,7 @@ def test_contribute_curate_train_publish_pay_explain(world):
     for i, path in enumerate(files):
         ok(world, "datanet", "contribute", "--datanet", datanet, str(path), "--da", world["da"], account=i + 1)
     for i in range(len(files)):
-        ok(world, "datanet", "review", "--datanet", datanet, "--index", str(i), "--accept")
+        ok(world, "datanet", "review", "--datanet", datanet, "--index", str(i), "--accept", "--da", world["da"])
     ok(world, "datanet", "snapshot", "--datanet", datanet)
     examples = root / "examples.jsonl"
     [exported] = ok(world, "datanet", "export", "--datanet", datanet, "--out", str(examples), "--da", world["da"])

@@ -73,8 +73,11 @@ def test_planted_facts_rank_their_contributor_first(trained, method):
     for fact in range(HELD_OUT):
         chosen, rows = _ask(trained, fact, method)
         assert chosen is method
-        assert all(w > 0 for _, _, w in rows) and [w for *_, w in rows] == sorted((w for *_, w in rows), reverse=True)
-        assert all(index != HELD_OUT for _, index, _ in rows), "a held-out example was credited"
+        weights = [w for _, _, w, _ in rows]
+        assert all(w > 0 for w in weights) and weights == sorted(weights, reverse=True)
+        assert all(index != HELD_OUT for _, index, _, _ in rows), "a held-out example was credited"
+        texts = [(p + o).encode() for p, o in FACTS]
+        assert all(digest == keccak(texts[index]) for _, index, _, digest in rows)  # each row's content hash
         hits += bool(rows) and rows[0][:2] == (1, fact)
     assert hits >= (9 if method is Method.INFLUENCE else 11), f"{method.name}: top-1 on {hits} of {HELD_OUT} facts"
 

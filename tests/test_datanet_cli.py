@@ -99,7 +99,7 @@ def test_a_datanet_from_creation_through_curation_to_claims(node, w3, da, files)
     assert registry.functions.contributionCount(int(datanet)).call() == 3
 
     # curation
-    [accepted] = ok(node, "review", "--datanet", datanet, "--index", "0", "--accept", account=2)
+    [accepted] = ok(node, "review", "--datanet", datanet, "--index", "0", "--accept", "--da", da.url, account=2)
     assert (accepted["status"], accepted["stake_returned_wei"]) == ("accepted", 1000)
     review = ("review", "--datanet", datanet, "--index")
     [rejected] = ok(node, *review, "2", "--reject", "--reason", "duplicate", account=2)
@@ -109,7 +109,7 @@ def test_a_datanet_from_creation_through_curation_to_claims(node, w3, da, files)
     fails(node, "review", "--datanet", datanet, "--index", "1", "--accept", "--reason", "duplicate", account=2,
           match="--reason goes with --reject")  # fmt: skip
     fails(node, "review", "--datanet", datanet, "--index", "1", account=2, match="one of the arguments")
-    ok(node, "review", "--datanet", datanet, "--index", "1", "--accept", account=2)
+    ok(node, "review", "--datanet", datanet, "--index", "1", "--accept", "--da", da.url, account=2)
     [penalized] = ok(node, "penalize", "--datanet", datanet, "--index", "1", "--reason", "adversarial", account=2)
     assert (penalized["status"], penalized["size_removed"]) == ("penalized", files["b.txt"].stat().st_size)
     fails(node, "penalize", "--datanet", datanet, "--index", "2", "--reason", "duplicate", account=2,
@@ -144,3 +144,73 @@ def test_a_datanet_from_creation_through_curation_to_claims(node, w3, da, files)
     [nothing] = ok(node, "claim", account=4)  # rejected: its stake is gone, it earns nothing
     assert nothing["total_wei"] == 0
     fails(node, "claim", "--datanet", "77", account=3, match="unknown datanet")
+
+
+def test_a_challenge_window_holds_accepted_stakes_open_to_a_penalty(node, w3, da, files):
+    fails(node, "create", "held", "--challenge-window", str(91 * 86_400), account=2, match="at most")
+    [created] = ok(node, "create", "held", "--min-stake", "100", "--challenge-window", "600", account=2)
+    datanet = str(created["datanet_id"])
+    assert created["challenge_window_s"] == 600 and len(created["txs"]) == 2
+    ok(node, "contribute", "--datanet", datanet, str(files["a.txt"]), str(files["b.txt"]), "--da", da.url, account=5)
+    [first] = ok(node, "review", "--datanet", datanet, "--index", "0", "--accept", "--da", da.url, account=2)
+    [second] = ok(node, "review", "--datanet", datanet, "--index", "1", "--accept", "--da", da.url, account=2)
+    assert (first["stake_returned_wei"], first["stake_held_wei"], second["stake_held_wei"]) == (0, 100, 100)
+    assert first["stake_held_until"] > 0
+    fails(node, "release-stake", "--datanet", datanet, "--index", "0", match="challenge window still open")
+    [penalized] = ok(node, "penalize", "--datanet", datanet, "--index", "1", "--reason", "duplicate", account=2)
+    assert (penalized["slashed_wei"], penalized["stake_returned_wei"]) == (100, 0)
+    summary, *rows = ok(node, "ls", "--datanet", datanet, "--json")
+    assert summary["challenge_window_s"] == 600
+    assert [r["stake_held_until"] for r in rows] == [first["stake_held_until"], None]
+    w3.provider.make_request("evm_setNextBlockTimestamp", [first["stake_held_until"]])
+    w3.provider.make_request("evm_mine", [])
+    [released] = ok(node, "release-stake", "--datanet", datanet, "--index", "0", account=6)  # anyone may
+    assert (released["contributor"], released["stake_returned_wei"]) == (w3.eth.accounts[5], 100)
+    fails(node, "release-stake", "--datanet", datanet, "--index", "1", match="no stake held")
+
+
+def test_check_flags_duplicates_malformed_and_unavailable_data_and_rejects_on_request(node, w3, da, files):
+    registry = w3.eth.contract(address=DATANET_REGISTRY, abi=contract_abi("DatanetRegistry"))
+    [created] = ok(node, "create", "checked", account=2)
+    datanet = str(created["datanet_id"])
+    client = DAClient(da.url, CommitmentMode.OP_KECCAK)
+
+    def on_chain(data: bytes, size: int, sender: int, store: bool = True) -> None:
+        if store:
+            client.put(data)
+        tx = registry.functions.contribute(int(datanet), keccak(data), size).transact({"from": w3.eth.accounts[sender]})
+        assert w3.eth.wait_for_transaction_receipt(tx).status == 1
+
+    ok(node, "contribute", "--datanet", datanet, str(files["a.txt"]), "--da", da.url, account=3)  # 0
+    ok(node, "review", "--datanet", datanet, "--index", "0", "--accept", "--da", da.url, account=2)
+    ok(node, "contribute", "--datanet", datanet, str(files["c.txt"]), "--da", da.url, account=4)  # 1: near a.txt
+    wrong_size = b"Q: What colour is the sky? A: blue.\n"
+    on_chain(wrong_size, len(wrong_size) + 5, 5)  # 2: its declared size is not its bytes'
+    on_chain(b"never stored in DA", 18, 6, store=False)  # 3: DA cannot serve it
+    on_chain("caf\xe9".encode("latin-1"), 4, 7)  # 4: not UTF-8
+    ok(node, "contribute", "--datanet", datanet, str(files["b.txt"]), "--da", da.url, account=8)  # 5: new
+
+    findings = ok(node, "check", "--datanet", datanet, "--da", da.url)
+    assert [(f["index"], f["verdict"]) for f in findings] == [
+        (1, "duplicate"), (2, "malformed"), (3, "unavailable"), (4, "malformed"), (5, "ok")]  # fmt: skip
+    assert (findings[0]["duplicate_of"], findings[0]["overlap_ppm"]) == (0, 1_000_000)  # the same words
+    assert "declared" in findings[1]["detail"] and "UTF-8" in findings[3]["detail"]
+    assert [f["verdict"] for f in ok(node, "check", "--datanet", datanet, "--index", "5", "--da", da.url)] == ["ok"]
+    fails(node, "check", "--datanet", datanet, "--threshold-ppm", "1000001", "--da", da.url, match="1..1000000")
+    fails(node, "check", "--datanet", datanet, "--index", "0", "--da", da.url, match="not pending")
+    fails(node, "check", "--datanet", datanet, "--index", "9", "--da", da.url, match="no contribution 9")
+
+    # accepting runs the check: flagged or unchecked data is refused, --no-check overrides
+    review = ("review", "--datanet", datanet, "--accept", "--da", da.url, "--index")
+    fails(node, *review, "1", account=2, match="is duplicate")
+    fails(node, *review, "4", account=2, match="is malformed")
+    fails(node, *review, "3", account=2, match="was not checked")
+
+    rejected = ok(node, "check", "--datanet", datanet, "--reject", "--da", da.url, account=2)
+    assert [(r["index"], r.get("status"), r.get("reason")) for r in rejected] == [
+        (1, "rejected", "duplicate"), (2, "rejected", "malformed"), (3, None, None), (4, "rejected", "malformed"),
+        (5, None, None)]  # fmt: skip
+    statuses = [registry.functions.contributionStatus(int(datanet), i).call() for i in range(6)]
+    assert statuses == [1, 2, 2, 0, 2, 0]  # accepted, rejected x2, pending (DA outage), rejected, pending
+    ok(node, *review, "3", "--no-check", account=2)
+    ok(node, *review, "5", account=2)

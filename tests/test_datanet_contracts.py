@@ -142,6 +142,57 @@ def test_accepting_returns_the_stake_to_the_contributor(w3, dn):
     assert claimable(w3, dn, 3, datanet) == 0
 
 
+def test_a_stake_held_in_the_challenge_window_is_slashed_by_a_penalty_and_released_after_it(w3, dn):
+    datanet = new_datanet(w3, dn, min_stake=1_000)
+    refused(w3, dn.functions.setChallengeWindow(datanet, 3600), 3, "not the datanet owner")
+    refused(w3, dn.functions.setChallengeWindow(datanet, 91 * 86_400), 2, "above 90 days")
+    receipt = send(w3, dn.functions.setChallengeWindow(datanet, 3600), 2)
+    assert logged(dn.events.ChallengeWindowSet, receipt)[0]["args"]["window"] == 3600
+    assert dn.functions.challengeWindowOf(datanet).call() == 3600
+    honest = contribute(w3, dn, datanet, 3, h(60), 100, stake=1_000)
+    cheat = contribute(w3, dn, datanet, 4, h(61), 100, stake=2_000)
+    late = contribute(w3, dn, datanet, 5, h(62), 100, stake=1_000)
+    before = {who: claimable(w3, dn, who, datanet) for who in (3, 4, 5)}
+    for index in (honest, cheat, late):
+        receipt = send(w3, dn.functions.review(datanet, index, True), 2)
+        assert not logged(dn.events.StakeReturned, receipt)
+    held = logged(dn.events.StakeHeld, receipt)[0]["args"]
+    until = w3.eth.get_block(receipt.blockNumber).timestamp + 3600
+    assert (held["index"], held["contributor"], held["amount"], held["until"]) == (late, w3.eth.accounts[5], 1_000,
+                                                                                  until)  # fmt: skip
+    assert dn.functions.heldStake(datanet, cheat).call()[0] == 2_000
+    assert all(claimable(w3, dn, who, datanet) == before[who] for who in (3, 4, 5))  # nothing returned yet
+    refused(w3, dn.functions.releaseStake(datanet, honest), 6, "challenge window still open")
+
+    # a near-duplicate found after acceptance, within the window: the stake is slashed over the others
+    receipt = send(w3, dn.functions.penalize(datanet, cheat, DUPLICATE), 2)
+    slashed = logged(dn.events.Slashed, receipt)[0]["args"]
+    assert (slashed["index"], slashed["contributor"], slashed["amount"], slashed["reason"]) == (
+        cheat, w3.eth.accounts[4], 2_000, DUPLICATE)  # fmt: skip
+    assert claimable(w3, dn, 3, datanet) - before[3] == claimable(w3, dn, 5, datanet) - before[5] == 1_000
+    assert claimable(w3, dn, 4, datanet) == before[4]
+    assert dn.functions.heldStake(datanet, cheat).call() == [0, 0]
+    refused(w3, dn.functions.releaseStake(datanet, cheat), 6, "no stake held")
+
+    # after the window: anyone releases a stake; a penalty then returns it instead of slashing it
+    refused(w3, dn.functions.releaseStake(datanet, honest), 6, "challenge window still open")
+    held_until = dn.functions.heldStake(datanet, honest).call()[1]
+    w3.provider.make_request("evm_setNextBlockTimestamp", [held_until])
+    w3.provider.make_request("evm_mine", [])  # calls and estimates run on the latest block: the window's end
+    receipt = send(w3, dn.functions.releaseStake(datanet, honest), 6)
+    returned = logged(dn.events.StakeReturned, receipt)[0]["args"]
+    assert (returned["index"], returned["contributor"], returned["amount"]) == (honest, w3.eth.accounts[3], 1_000)
+    assert claimable(w3, dn, 3, datanet) - before[3] == 2_000
+    refused(w3, dn.functions.releaseStake(datanet, honest), 6, "no stake held")
+    receipt = send(w3, dn.functions.penalize(datanet, late, ADVERSARIAL), 2)
+    assert not logged(dn.events.Slashed, receipt)
+    assert logged(dn.events.StakeReturned, receipt)[0]["args"]["amount"] == 1_000
+    assert claimable(w3, dn, 5, datanet) - before[5] == 2_000
+    for who, expected in ((3, 2_000), (5, 2_000)):  # stakes and the slash's share are paid out like rewards
+        claimed = send(w3, dn.functions.claim([datanet]), who)
+        assert logged(dn.events.Claimed, claimed)[0]["args"]["amount"] == before[who] + expected
+
+
 def test_rejecting_slashes_the_stake_into_the_pool_of_the_accepted_contributors(w3, dn):
     datanet = new_datanet(w3, dn)
     a = contribute(w3, dn, datanet, 3, h(30), 300)
@@ -188,8 +239,12 @@ def test_penalizing_an_accepted_contribution_settles_it_removes_its_size_and_sto
     send(w3, dn.functions.reward(datanet), 0, value=40_000)
     earned = claimable(w3, dn, 3, datanet)
     assert earned - claimable(w3, dn, 3) == 30_000  # (claimable without the datanet: settled balance only)
-    pending = dn.functions.acceptedContributors([datanet, datanet, datanet], [a, b, 99]).call()
+    pending = dn.functions.acceptedContributors([datanet, datanet, datanet], [a, b, 99], [h(40), h(41), h(42)]).call()
     assert pending == [w3.eth.accounts[3], w3.eth.accounts[4], ZERO]
+    # an index named with another contribution's content is not paid (a training record's labels are claims)
+    assert dn.functions.acceptedContributors([datanet, datanet], [a, b], [h(41), h(41)]).call() == [
+        ZERO, w3.eth.accounts[4]]  # fmt: skip
+    refused(w3, dn.functions.acceptedContributors([datanet], [a], []), 2, "one content hash per index")
     refused(w3, dn.functions.penalize(datanet, a, ADVERSARIAL), 3, "not a curator")
     receipt = send(w3, dn.functions.penalize(datanet, a, ADVERSARIAL), 2)
     event = logged(dn.events.Penalized, receipt)[0]["args"]
@@ -203,7 +258,8 @@ def test_penalizing_an_accepted_contribution_settles_it_removes_its_size_and_sto
     send(w3, dn.functions.reward(datanet), 0, value=5_000)
     assert claimable(w3, dn, 3, datanet) == earned  # it earns nothing more
     assert claimable(w3, dn, 4, datanet) == 10_000 + 5_000  # the rest goes to what is still accepted
-    assert dn.functions.acceptedContributors([datanet, datanet], [a, b]).call() == [ZERO, w3.eth.accounts[4]]
+    assert dn.functions.acceptedContributors([datanet, datanet], [a, b], [h(40), h(41)]).call() == [
+        ZERO, w3.eth.accounts[4]]  # fmt: skip
     refused(w3, dn.functions.penalize(datanet, a, ADVERSARIAL), 2, "not an accepted contribution")
     # the snapshot root stays the keccak fold of the accepted content hashes in acceptance order
     send(w3, dn.functions.snapshot(datanet), 2)
@@ -461,6 +517,20 @@ def datanet_claimables(market) -> list[int]:
     return [chain.call(dn.functions.claimable(chain.address(i), [1, 2])) for i in range(10)]
 
 
+def named(market, rows) -> tuple[Contribution, ...]:
+    """Answer rows ``(datanet, index, weight)`` as a training record names them: with the content hash the
+    registry holds at that index (zero for an unknown index)."""
+    chain, dn = market["chain"], market["dn"]
+    out = []
+    for d, i, w in rows:
+        try:
+            content = chain.call(dn.functions.getContribution(d, i))[0]
+        except ContractLogicError:  # unknown contribution
+            content = b"\x00" * 32
+        out.append(Contribution(d, i, w, bytes(content)))
+    return tuple(out)
+
+
 def key(datanet: int, index: int) -> int:
     """The split's payee id: (datanetId, index) in lexicographic order."""
     return (datanet << 128) | index
@@ -469,7 +539,7 @@ def key(datanet: int, index: int) -> int:
 def test_attributed_split_pays_the_named_accepted_contributions_exactly(market):
     chain, router, attribution = market["chain"], market["router"], market["attribution"]
     answer = [(1, 0, 700), (2, 1, 500), (1, 1, 300), (1, 3, 900), (1, 4, 400), (1, 5, 200), (1, 2, 100), (2, 0, 3)]
-    attribution.answer = AttributionOutput(Method.INFLUENCE, tuple(Contribution(*row) for row in answer))
+    attribution.answer = AttributionOutput(Method.INFLUENCE, named(market, answer))
     before, pro_rata_before = balances(market), datanet_claimables(market)
     outcome = infer(market)
     assert outcome.ok, outcome.reason
@@ -507,14 +577,14 @@ def test_leftover_units_go_to_the_largest_remainders_ties_by_datanet_then_index(
     attribution = market["attribution"]
     # equal weights: 200,000 / 3 leaves 2 units, equal remainders: (1,1) and (1,2) before (2,0)
     answer = [(2, 0, 1), (1, 2, 1), (1, 1, 1)]
-    attribution.answer = AttributionOutput(Method.SPANS, tuple(Contribution(*row) for row in answer))
+    attribution.answer = AttributionOutput(Method.SPANS, named(market, answer))
     outcome = infer(market)
     assert outcome.ok, outcome.reason
     amounts = {(e["datanetId"], e["index"]): e["amount"] for e in events(market["router"], "Attributed", outcome)}
     assert amounts == {(1, 1): 66_667, (1, 2): 66_667, (2, 0): 66_666}
     # weights 1:1:1:1:3 of 200,000 / 7: remainders 4,4,4,4,5 (x 1/7): the weight-3 one first, then by id
     answer = [(2, 1, 1), (2, 0, 1), (1, 2, 1), (1, 1, 1), (1, 0, 3)]
-    attribution.answer = AttributionOutput(Method.SPANS, tuple(Contribution(*row) for row in answer))
+    attribution.answer = AttributionOutput(Method.SPANS, named(market, answer))
     outcome = infer(market)
     paid = events(market["router"], "Attributed", outcome)
     expected = dict(split_exact(CUT, [(key(d, i), w) for d, i, w in answer]))
@@ -526,7 +596,7 @@ def test_nothing_payable_in_the_answer_falls_back_to_the_pro_rata_path(market):
     attribution = market["attribution"]
     # pending, rejected, penalized, unknown index, a datanet the adapter does not declare, weight 0
     answer = [(1, 3, 9), (1, 4, 8), (1, 5, 7), (1, 77, 6), (3, 0, 5), (1, 0, 0)]
-    attribution.answer = AttributionOutput(Method.INFLUENCE, tuple(Contribution(*row) for row in answer))
+    attribution.answer = AttributionOutput(Method.INFLUENCE, named(market, answer))
     before, pro_rata_before = balances(market), datanet_claimables(market)
     outcome = infer(market)
     assert outcome.ok, outcome.reason
@@ -538,6 +608,25 @@ def test_nothing_payable_in_the_answer_falls_back_to_the_pro_rata_path(market):
     gained = [x - y for x, y in zip(datanet_claimables(market), pro_rata_before, strict=True)]
     assert 0 <= CUT - sum(gained) <= 2 and gained[7] == gained[8] == gained[6] == 0  # never to dropped ones
     assert [x - y for x, y in zip(balances(market), before, strict=True)][3:9] == [0] * 6
+
+
+def test_a_record_that_labels_content_with_another_index_pays_nobody_for_it(market):
+    """A training record's (datanet, index) labels are claims: its content hashes are what the snapshot roots
+    check. An adapter owner who labels Alice's example (1, 0) with the index of his own contribution (1, 2) is
+    caught by the registry holding another content there; the honest row beside it is paid the whole cut."""
+    attribution, chain = market["attribution"], market["chain"]
+    alice, mallory = named(market, [(1, 0, 900)])[0], named(market, [(1, 1, 100)])[0]
+    relabelled = Contribution(1, 2, 900, alice.content_hash)  # account 5's index, account 3's content
+    attribution.answer = AttributionOutput(Method.INFLUENCE, (relabelled, mallory))
+    before = balances(market)
+    outcome = infer(market)
+    assert outcome.ok, outcome.reason
+    paid = events(market["router"], "Attributed", outcome)
+    assert [(e["datanetId"], e["index"], e["contentHash"], e["amount"]) for e in paid] == [
+        (1, 1, mallory.content_hash, CUT)]  # fmt: skip
+    gained = [x - y for x, y in zip(balances(market), before, strict=True)]
+    assert gained[5] == 0 and gained[3] == 0 and gained[4] == CUT
+    assert chain.call(market["dn"].functions.getContribution(1, 2))[0] != alice.content_hash
 
 
 def test_without_a_record_or_output_the_precompile_is_not_asked(market):
@@ -569,18 +658,23 @@ def test_a_failing_attribution_reverts_the_whole_inference_with_its_reason(marke
     assert caller - chain.balance(chain.address(0)) == outcome.gas_used * outcome.gas_price  # it paid gas only
 
 
+ANSWER_TYPES = ["uint8", "uint256[]", "uint256[]", "uint256[]", "bytes32[]"]
+
+
 @pytest.mark.parametrize(
     ("answer", "raw", "reason"),
     [
         ([(1, i, 1) for i in range(9)], None, "more than topK"),
         ([(1, 0, 5), (1, 0, 4)], None, "a contribution twice"),
-        (None, eth_abi.encode(["uint8", "uint256[]", "uint256[]", "uint256[]"], [1, [1, 1], [0], [3, 4]]), "differ"),
+        (None, eth_abi.encode(ANSWER_TYPES, [1, [1, 1], [0], [3, 4], [h(101), h(102)]]), "differ"),
+        (None, eth_abi.encode(ANSWER_TYPES, [1, [1], [0], [3], []]), "differ"),
+        (None, eth_abi.encode(ANSWER_TYPES[:4], [1, [1], [0], [3]]), ""),  # the format before content hashes
         (None, b"", "gave no answer"),
     ],
 )
 def test_malformed_attribution_answers_revert(market, answer, raw, reason):
     attribution = market["attribution"]
-    attribution.answer = AttributionOutput(Method.INFLUENCE, tuple(Contribution(*r) for r in answer or ()))
+    attribution.answer = AttributionOutput(Method.INFLUENCE, named(market, answer or ()))
     attribution.raw = raw
     try:
         outcome = infer(market)
@@ -598,14 +692,14 @@ def test_a_new_version_clears_the_training_record(market):
     assert infer(market).ok
     assert len(market["attribution"].queries) == asked  # pro rata again until a record of v2 is set
     chain.ok(1, registry.functions.setTrainingRecord(1, RECORD))
-    market["attribution"].answer = AttributionOutput(Method.INFLUENCE, (Contribution(1, 0, 1),))
+    market["attribution"].answer = AttributionOutput(Method.INFLUENCE, named(market, [(1, 0, 1)]))
     outcome = infer(market)
     assert [e["amount"] for e in events(market["router"], "Attributed", outcome)] == [CUT]
 
 
 def test_gas_of_an_attributed_inference_stays_reasonable(market, capsys):
     attribution = market["attribution"]
-    full = tuple(Contribution(d, i, w) for d, i, w in ((1, 0, 9), (1, 1, 7), (1, 2, 5), (2, 0, 3), (2, 1, 2)))
+    full = named(market, ((1, 0, 9), (1, 1, 7), (1, 2, 5), (2, 0, 3), (2, 1, 2)))
     attribution.answer = AttributionOutput(Method.INFLUENCE, full)
     attributed = infer(market)
     plain = infer(market, adapter=2)

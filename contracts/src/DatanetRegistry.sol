@@ -7,14 +7,16 @@ pragma solidity ^0.8.24;
 /// @dev A contribution is a content hash with a declared size, staked with at least the datanet's `minStake`
 ///      (0 by default). A content hash enters a datanet once (exact duplicates are refused, whatever the first
 ///      one's status). The datanet's owner and curators review each contribution once:
-///      - accepted: the stake is returned (credited to the contributor's claimable balance) and the size
-///        joins the contributor's share of the datanet's rewards;
+///      - accepted: the size joins the contributor's share of the datanet's rewards, and the stake is returned
+///        (credited to the contributor's claimable balance) at once, or, when the datanet sets a challenge
+///        window, held for that long (`releaseStake` after it): an accepted contribution penalized within the
+///        window loses its stake like a rejected one;
 ///      - rejected (low quality, near-duplicate found off chain, malformed, adversarial): the stake is
 ///        slashed into the datanet's reward pool, spread over the accepted contributors (to the owner while
 ///        none is accepted), so no wei is lost; a rejected contribution never earns.
 ///      An accepted contribution later found redundant or adversarial can be penalized: its rewards up to
-///      then are settled, its size leaves the datanet's accepted size, and it earns nothing more (attribution
-///      skips it too: see `acceptedContributors`).
+///      then are settled, its size leaves the datanet's accepted size, it earns nothing more (attribution
+///      skips it too: see `acceptedContributors`), and a stake still held in the challenge window is slashed.
 ///      Rewards use a reward-per-size accumulator, so paying a datanet costs O(1) gas whatever its number of
 ///      contributors; the division remainder is carried into the next reward. Payments are pulled (`claim`).
 ///      `snapshot` folds the accepted content hashes, in acceptance order, into a root that adapters trained
@@ -56,6 +58,8 @@ contract DatanetRegistry {
     }
 
     uint256 private constant SCALE = 1e18;
+    /// @notice The longest challenge window a datanet may set.
+    uint64 public constant MAX_CHALLENGE_WINDOW = 90 days;
 
     uint256 public datanetCount;
     mapping(uint256 datanetId => Datanet) private _datanets;
@@ -70,6 +74,9 @@ contract DatanetRegistry {
     mapping(address account => uint256) private _settled;
     bool private _entered; // reentrancy guard (zero by default, so the contract works as a genesis predeploy)
     mapping(uint256 datanetId => mapping(bytes32 contentHash => uint256)) private _indexPlusOne;
+    /// @notice Seconds an accepted contribution's stake stays held, open to a penalty (0: returned at once).
+    mapping(uint256 datanetId => uint64) public challengeWindowOf;
+    mapping(uint256 datanetId => mapping(uint256 index => uint64)) private _stakeHeldUntil; // 0: not held
 
     event DatanetCreated(uint256 indexed datanetId, address indexed owner, string name);
     event MinStakeSet(uint256 indexed datanetId, uint256 minStake);
@@ -84,6 +91,10 @@ contract DatanetRegistry {
     );
     event Reviewed(uint256 indexed datanetId, uint256 indexed index, bool accepted, uint8 reason);
     event StakeReturned(uint256 indexed datanetId, uint256 indexed index, address indexed contributor, uint256 amount);
+    event StakeHeld(
+        uint256 indexed datanetId, uint256 indexed index, address indexed contributor, uint256 amount, uint64 until
+    );
+    event ChallengeWindowSet(uint256 indexed datanetId, uint64 window);
     event Slashed(
         uint256 indexed datanetId, uint256 indexed index, address indexed contributor, uint256 amount, uint8 reason
     );
@@ -120,6 +131,28 @@ contract DatanetRegistry {
     function setMinStake(uint256 datanetId, uint256 minStake) external onlyOwner(datanetId) {
         _datanets[datanetId].minStake = minStake;
         emit MinStakeSet(datanetId, minStake);
+    }
+
+    /// @notice Hold the stake of contributions accepted from now on for `window` seconds after acceptance.
+    function setChallengeWindow(uint256 datanetId, uint64 window) external onlyOwner(datanetId) {
+        require(window <= MAX_CHALLENGE_WINDOW, "challenge window above 90 days");
+        challengeWindowOf[datanetId] = window;
+        emit ChallengeWindowSet(datanetId, window);
+    }
+
+    /// @notice Return the stake of an accepted contribution whose challenge window is over (anyone may call).
+    function releaseStake(uint256 datanetId, uint256 index) external {
+        Contribution storage c = _contribution(datanetId, index);
+        uint64 until = _stakeHeldUntil[datanetId][index];
+        require(until != 0, "no stake held");
+        require(block.timestamp >= until, "challenge window still open");
+        _returnStake(datanetId, index, c);
+    }
+
+    /// @notice The stake held for contribution `index` and when it can be released (0, 0 when none is held).
+    function heldStake(uint256 datanetId, uint256 index) external view returns (uint256 amount, uint64 until) {
+        until = _stakeHeldUntil[datanetId][index];
+        amount = until == 0 ? 0 : _contribution(datanetId, index).stake;
     }
 
     function setCurator(uint256 datanetId, address curator, bool enabled) external onlyOwner(datanetId) {
@@ -178,6 +211,16 @@ contract DatanetRegistry {
         c.status = Status.Penalized;
         c.reason = reason;
         emit Penalized(datanetId, index, contributor, reason, c.size);
+        uint64 until = _stakeHeldUntil[datanetId][index];
+        if (until != 0) {
+            if (block.timestamp < until) {
+                delete _stakeHeldUntil[datanetId][index];
+                _distribute(datanetId, c.stake); // over the others: its own size has just left
+                emit Slashed(datanetId, index, contributor, c.stake, reason);
+            } else {
+                _returnStake(datanetId, index, c); // the window was over: the stake was already the contributor's
+            }
+        }
     }
 
     /// @notice Fold the accepted contributions not yet covered into the snapshot root.
@@ -261,19 +304,25 @@ contract DatanetRegistry {
         index = _indexPlusOne[datanetId][contentHash] - 1;
     }
 
-    /// @notice For each (datanetIds[i], indexes[i]): its contributor while it is accepted, else address(0)
-    ///         (unknown, pending, rejected or penalized). What per-inference attribution pays.
-    function acceptedContributors(uint256[] calldata datanetIds, uint256[] calldata indexes)
-        external
-        view
-        returns (address[] memory contributors)
-    {
+    /// @notice For each (datanetIds[i], indexes[i]): its contributor while it is accepted and holds the content
+    ///         contentHashes[i], else address(0) (unknown, pending, rejected, penalized, or another content:
+    ///         a training record that labels a content with someone else's index is not paid). What
+    ///         per-inference attribution pays.
+    function acceptedContributors(
+        uint256[] calldata datanetIds,
+        uint256[] calldata indexes,
+        bytes32[] calldata contentHashes
+    ) external view returns (address[] memory contributors) {
         require(datanetIds.length == indexes.length, "one index per datanet id");
+        require(contentHashes.length == indexes.length, "one content hash per index");
         contributors = new address[](indexes.length);
         for (uint256 i = 0; i < indexes.length; i++) {
             Contribution[] storage list = _contributions[datanetIds[i]];
-            if (indexes[i] < list.length && list[indexes[i]].status == Status.Accepted) {
-                contributors[i] = list[indexes[i]].contributor;
+            if (indexes[i] < list.length) {
+                Contribution storage c = list[indexes[i]];
+                if (c.status == Status.Accepted && c.contentHash == contentHashes[i]) {
+                    contributors[i] = c.contributor;
+                }
             }
         }
     }
@@ -306,12 +355,25 @@ contract DatanetRegistry {
         d.acceptedSize += c.size;
         d.acceptedCount += 1;
         _accepted[datanetId].push(c.contentHash);
-        uint256 stake = c.stake;
-        if (stake > 0) {
-            _settled[contributor] += stake;
-            emit StakeReturned(datanetId, index, contributor, stake);
-        }
         emit Reviewed(datanetId, index, true, 0);
+        if (c.stake == 0) {
+            return;
+        }
+        uint64 window = challengeWindowOf[datanetId];
+        if (window == 0) {
+            _settled[contributor] += c.stake;
+            emit StakeReturned(datanetId, index, contributor, c.stake);
+        } else {
+            uint64 until = uint64(block.timestamp) + window;
+            _stakeHeldUntil[datanetId][index] = until;
+            emit StakeHeld(datanetId, index, contributor, c.stake, until);
+        }
+    }
+
+    function _returnStake(uint256 datanetId, uint256 index, Contribution storage c) private {
+        delete _stakeHeldUntil[datanetId][index];
+        _settled[c.contributor] += c.stake;
+        emit StakeReturned(datanetId, index, c.contributor, c.stake);
     }
 
     function _reject(uint256 datanetId, uint256 index, uint8 reason) private {

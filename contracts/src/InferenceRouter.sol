@@ -14,8 +14,9 @@ import {LoraChain} from "./LoraChain.sol";
 ///      - when the adapter's current version has a training record (`AdapterRegistry.trainingRecordOf`): to the
 ///        contributions the attribution precompile names for this very inference (method AUTO, top
 ///        ATTRIBUTION_TOP_K), by their weights (`WeightedSplit`: floor, then largest remainders, ties by
-///        (datanetId, index)); contributions no longer accepted (rejected, penalized, unknown) or of datanets
-///        the adapter does not declare are dropped first. Each contributor is credited here (`claim`); one
+///        (datanetId, index)); contributions no longer accepted (rejected, penalized, unknown), whose registered
+///        content is not the one the training record names, or of datanets the adapter does not declare are
+///        dropped first. Each contributor is credited here (`claim`); one
 ///        `Attributed` event per payee and an `AttributionSplit` summary make the split auditable;
 ///      - otherwise, or when attribution leaves no payee (`AttributionSplit` with 0 payees): to the adapter's
 ///        datanets by its declared shares, pro rata to accepted sizes (`DatanetRegistry.reward`; the last
@@ -44,13 +45,14 @@ contract InferenceRouter {
         uint32 outputTokens,
         string text
     );
-    /// @notice One payee of an attributed split: contribution (datanetId, index) of `contributor`, its weight in
-    ///         the attribution and the wei credited to it.
+    /// @notice One payee of an attributed split: contribution (datanetId, index) of `contributor`, holding
+    ///         `contentHash`, its weight in the attribution and the wei credited to it.
     event Attributed(
         bytes32 indexed commitment,
         uint256 indexed datanetId,
         uint256 index,
         address indexed contributor,
+        bytes32 contentHash,
         uint256 weight,
         uint256 amount
     );
@@ -198,6 +200,7 @@ contract InferenceRouter {
                 answer.datanetIds[i],
                 answer.contributionIndexes[i],
                 contributors[i],
+                answer.contentHashes[i],
                 answer.weights[i],
                 amounts[i]
             );
@@ -206,8 +209,9 @@ contract InferenceRouter {
     }
 
     /// @dev Drop, in place, the answer's rows not to pay: zero weight, a datanet the adapter does not declare,
-    ///      a contribution not accepted now (pending, rejected, penalized, unknown). Returns the kept rows'
-    ///      contributors; the answer's arrays are shortened to the kept rows, in their order.
+    ///      a contribution not accepted now (pending, rejected, penalized, unknown) or not holding the content
+    ///      the record names. Returns the kept rows' contributors; the answer's arrays are shortened to the kept
+    ///      rows, in their order.
     function _keepPayable(LoraChain.Attribution memory answer, uint256[] memory trainedOn)
         private
         view
@@ -218,25 +222,50 @@ contract InferenceRouter {
         if (count == 0) {
             return new address[](0);
         }
+        contributors =
+            datanets.acceptedContributors(answer.datanetIds, answer.contributionIndexes, answer.contentHashes);
+        uint256 kept = 0;
+        for (uint256 i = 0; i < count; i++) {
+            bool accepted = contributors[i] != address(0) && answer.weights[i] > 0;
+            if (!accepted || !_contains(trainedOn, answer.datanetIds[i])) {
+                continue;
+            }
+            _moveRow(answer, contributors, i, kept);
+            kept++;
+        }
+        _truncate(answer, contributors, kept);
+    }
+
+    /// @dev Row `from` of the answer to position `to` (<= from), refusing a contribution named twice.
+    function _moveRow(LoraChain.Attribution memory answer, address[] memory contributors, uint256 from, uint256 to)
+        private
+        pure
+    {
+        uint256 id = answer.datanetIds[from];
+        uint256 index = answer.contributionIndexes[from];
+        for (uint256 j = 0; j < to; j++) {
+            require(
+                answer.datanetIds[j] != id || answer.contributionIndexes[j] != index,
+                "attribution named a contribution twice"
+            );
+        }
+        answer.datanetIds[to] = id;
+        answer.contributionIndexes[to] = index;
+        answer.weights[to] = answer.weights[from];
+        answer.contentHashes[to] = answer.contentHashes[from];
+        contributors[to] = contributors[from];
+    }
+
+    function _truncate(LoraChain.Attribution memory answer, address[] memory contributors, uint256 kept) private pure {
         uint256[] memory ids = answer.datanetIds;
         uint256[] memory indexes = answer.contributionIndexes;
         uint256[] memory weights = answer.weights;
-        contributors = datanets.acceptedContributors(ids, indexes);
-        uint256 kept = 0;
-        for (uint256 i = 0; i < count; i++) {
-            if (contributors[i] == address(0) || weights[i] == 0 || !_contains(trainedOn, ids[i])) {
-                continue;
-            }
-            for (uint256 j = 0; j < kept; j++) {
-                require(ids[j] != ids[i] || indexes[j] != indexes[i], "attribution named a contribution twice");
-            }
-            (ids[kept], indexes[kept], weights[kept], contributors[kept]) = (ids[i], indexes[i], weights[i], contributors[i]);
-            kept++;
-        }
+        bytes32[] memory hashes = answer.contentHashes;
         assembly ("memory-safe") {
             mstore(ids, kept)
             mstore(indexes, kept)
             mstore(weights, kept)
+            mstore(hashes, kept)
             mstore(contributors, kept)
         }
     }

@@ -11,7 +11,8 @@ pragma solidity ^0.8.24;
 ///      Attribution (ATTRIBUTION): the ABI mirrors lorachain/precompiles/attribution_abi.py:
 ///      input  abi.encode(bytes inferenceInput, uint32[] outputIds, bytes32 commitment, bytes32 recordHash,
 ///                        uint256[] datanetIds, bytes32[] snapshotRoots, uint8 method, uint32 topK)
-///      output abi.encode(uint8 method, uint256[] datanetIds, uint256[] contributionIndexes, uint256[] weights)
+///      output abi.encode(uint8 method, uint256[] datanetIds, uint256[] contributionIndexes, uint256[] weights,
+///                        bytes32[] contentHashes)
 ///      `inferenceInput` must be the very bytes the inference precompile was given: `encodeRequest` makes
 ///      them, `infer` sends them, so a caller can keep them for `attribute`.
 ///      A failed call reverts with the precompile's reason, which `infer` and `attribute` pass on unchanged.
@@ -60,12 +61,14 @@ library LoraChain {
     }
 
     /// @notice At most topK contributions (datanetIds[i], contributionIndexes[i]) with positive weights[i],
-    ///         by weight descending then (datanetId, index) ascending.
+    ///         by weight descending then (datanetId, index) ascending. contentHashes[i] is the content the
+    ///         training record says that contribution holds: pay it only if the registry agrees.
     struct Attribution {
         uint8 method; // the method that produced it (AUTO resolved)
         uint256[] datanetIds;
         uint256[] contributionIndexes;
         uint256[] weights;
+        bytes32[] contentHashes;
     }
 
     /// @notice Greedy completion of `prompt` by one adapter (bytes32(0) for the base model).
@@ -127,10 +130,12 @@ library LoraChain {
             )
         );
         require(output.length > 0, "attribution precompile gave no answer"); // e.g. none at ATTRIBUTION
-        (answer.method, answer.datanetIds, answer.contributionIndexes, answer.weights) =
-            abi.decode(output, (uint8, uint256[], uint256[], uint256[]));
+        (answer.method, answer.datanetIds, answer.contributionIndexes, answer.weights, answer.contentHashes) =
+            abi.decode(output, (uint8, uint256[], uint256[], uint256[], bytes32[]));
+        uint256 count = answer.weights.length;
         require(
-            answer.datanetIds.length == answer.weights.length && answer.contributionIndexes.length == answer.weights.length,
+            answer.datanetIds.length == count && answer.contributionIndexes.length == count
+                && answer.contentHashes.length == count,
             "attribution answer lengths differ"
         );
     }

@@ -2,8 +2,8 @@
 
 Everything comes from the InferenceRouter's events in the transaction's receipt (``Inference``,
 ``AttributionSplit``, one ``Attributed`` per payee), so an explanation is as auditable as the chain:
-anyone with the receipt can check that the amounts sum to the contributors' cut. The contributions'
-content hashes are read from the DatanetRegistry.
+anyone with the receipt can check that the amounts sum to the contributors' cut. Each payee's content hash is
+the one the router checked against the DatanetRegistry before paying it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ class ExplainError(ValueError):
     """The transaction is not an inference paid through the router."""
 
 
-def explain_receipt(receipt: Any, router: Any, datanets: Any | None = None) -> dict[str, Any]:
+def explain_receipt(receipt: Any, router: Any) -> dict[str, Any]:
     """A JSON-able explanation of one ``InferenceRouter.infer`` transaction (web3 receipt and contracts)."""
     from web3.logs import DISCARD
 
@@ -35,12 +35,9 @@ def explain_receipt(receipt: Any, router: Any, datanets: Any | None = None) -> d
         split = next((s["args"] for s in splits if bytes(s["args"]["commitment"]) == commitment), None)
         rows = []
         for p in (p["args"] for p in payees if bytes(p["args"]["commitment"]) == commitment):
-            row = {"datanet_id": p["datanetId"], "index": p["index"], "contributor": p["contributor"],
-                   "weight": p["weight"], "amount_wei": p["amount"]}  # fmt: skip
-            if datanets is not None:
-                contribution = datanets.functions.getContribution(p["datanetId"], p["index"]).call()
-                row["content_hash"] = "0x" + bytes(contribution[0]).hex()
-            rows.append(row)
+            rows.append({"datanet_id": p["datanetId"], "index": p["index"], "contributor": p["contributor"],
+                         "content_hash": "0x" + bytes(p["contentHash"]).hex(), "weight": p["weight"],
+                         "amount_wei": p["amount"]})  # fmt: skip
         total_weight = sum(r["weight"] for r in rows)
         for r in rows:
             r["share_ppm"] = r["weight"] * 1_000_000 // total_weight if total_weight else 0

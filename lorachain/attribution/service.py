@@ -11,8 +11,9 @@ inference with one of three deterministic methods:
 
 ``AUTO`` takes the spans when the output reuses the corpus (a span of at least ``SPAN_MIN_LENGTH`` tokens
 reaching into it), else influence when the record carries gradients, else BM25. Examples held out of
-training are never credited. Results are ``(datanet_id, index, weight)`` with
-positive integer weights, ordered by weight descending then by (datanet_id, index).
+training are never credited. Results are ``(datanet_id, index, weight, content_hash)`` with positive integer
+weights, ordered by weight descending then by (datanet_id, index); the content hash is the example's, so the
+chain can check that ``(datanet_id, index)`` really holds that content (a record's labels are only claims).
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ class Attributor:
         method: int,
         top_k: int,
         snapshots: tuple[tuple[int, bytes], ...],
-    ) -> tuple[Method, list[tuple[int, int, int]]]:
+    ) -> tuple[Method, list[tuple[int, int, int, bytes]]]:
         prepared = self._prepare(record_hash)
         record = prepared.record
         if "0x" + record.adapter_hash.hex() != adapter_id:
@@ -132,7 +133,7 @@ class Attributor:
         else:
             rows = run[chosen]()
         examples = record.examples
-        return chosen, [(examples[i].datanet_id, examples[i].index, w) for i, w in rows]
+        return chosen, [(examples[i].datanet_id, examples[i].index, w, examples[i].content_hash) for i, w in rows]
 
     def _influence(self, prepared: _Prepared, adapter_id: str, prompt_ids, output_ids, top_k: int):
         from lorachain.attribution.datainf import scores, top_helpful
@@ -226,4 +227,3 @@ def _parse_id(record_id: str) -> bytes:
         return bytes.fromhex(record_id[2:])
     except ValueError as exc:
         raise RequestError("a record id is 0x followed by 64 hex digits") from exc
-

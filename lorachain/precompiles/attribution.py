@@ -109,7 +109,7 @@ class AttributionPrecompile:
             except SidecarError as exc:  # deterministic refusal (record does not match, ...): the caller's
                 refusal = f"attribution: {exc}"
             else:
-                contributions = tuple(Contribution(d, i, w) for d, i, w in rows)
+                contributions = tuple(Contribution(d, i, w, h) for d, i, w, h in rows)
                 output = AttributionOutput(Method(method), contributions).encode()
                 self._cache[key] = output
                 if len(self._cache) > CACHE_ENTRIES:

@@ -4,7 +4,8 @@ This module is the format's only definition; ``contracts/src/LoraChain.sol`` mir
 
   input   abi.encode(bytes inferenceInput, uint32[] outputIds, bytes32 commitment, bytes32 recordHash,
                      uint256[] datanetIds, bytes32[] snapshotRoots, uint8 method, uint32 topK)
-  output  abi.encode(uint8 method, uint256[] datanetIds, uint256[] contributionIndexes, uint256[] weights)
+  output  abi.encode(uint8 method, uint256[] datanetIds, uint256[] contributionIndexes, uint256[] weights,
+                     bytes32[] contentHashes)
 
 ``inferenceInput`` is the exact input the caller gave the inference precompile, ``outputIds`` and
 ``commitment`` what it answered: the precompile recomputes the commitment from them and refuses a query
@@ -12,7 +13,10 @@ whose commitment does not match (an unknown commitment). ``recordHash`` names th
 record (content-addressed); ``datanetIds``/``snapshotRoots`` are the adapter's registered datanets and the
 snapshot roots it was trained on, which the record must match. The answer lists at most ``topK``
 contributions, each ``(datanetId, contributionIndex)`` of the DatanetRegistry with a positive integer
-weight, ordered by weight descending then by (datanetId, index); ``method`` says which method produced it
+weight and the content hash the training record gives it (the router pays a row only while the registry's
+contribution at that index holds that very hash: a record's index labels are claims, its hashes are checked
+against the snapshot roots), ordered by weight descending then by (datanetId, index); ``method`` says which
+method produced it
 (``AUTO`` resolves to span matching when the output reuses the corpus, else to influence when the record
 carries gradients, else to BM25).
 """
@@ -28,7 +32,7 @@ from eth_abi.exceptions import DecodingError
 from lorachain.precompiles.abi import PrecompileInputError
 
 INPUT_TYPES = ("bytes", "uint32[]", "bytes32", "bytes32", "uint256[]", "bytes32[]", "uint8", "uint32")
-OUTPUT_TYPES = ("uint8", "uint256[]", "uint256[]", "uint256[]")
+OUTPUT_TYPES = ("uint8", "uint256[]", "uint256[]", "uint256[]", "bytes32[]")
 MAX_TOP_K = 32
 MAX_DATANETS = 16
 
@@ -90,6 +94,7 @@ class Contribution:
     datanet_id: int
     index: int
     weight: int
+    content_hash: bytes
 
 
 @dataclass(frozen=True)
@@ -101,11 +106,12 @@ class AttributionOutput:
         c = self.contributions
         return eth_abi.encode(
             OUTPUT_TYPES,
-            [int(self.method), [x.datanet_id for x in c], [x.index for x in c], [x.weight for x in c]],
-        )
+            [int(self.method), [x.datanet_id for x in c], [x.index for x in c], [x.weight for x in c],
+             [x.content_hash for x in c]],
+        )  # fmt: skip
 
     @classmethod
     def decode(cls, data: bytes) -> AttributionOutput:
-        method, datanets, indexes, weights = eth_abi.decode(OUTPUT_TYPES, data)
-        rows = zip(datanets, indexes, weights, strict=True)
-        return cls(Method(method), tuple(Contribution(d, i, w) for d, i, w in rows))
+        method, datanets, indexes, weights, hashes = eth_abi.decode(OUTPUT_TYPES, data)
+        rows = zip(datanets, indexes, weights, hashes, strict=True)
+        return cls(Method(method), tuple(Contribution(d, i, w, h) for d, i, w, h in rows))

@@ -74,8 +74,8 @@ class SidecarClient:
         """Store training record bytes fetched elsewhere (the sidecar checks them and their hash)."""
         return self._call("PUT", f"/v1/lorachain/records/{record_id}", raw=blob)
 
-    def attribute(self, request: wire.AttributeRequest) -> tuple[int, list[tuple[int, int, int]]]:
-        """``(method, [(datanet_id, index, weight)])`` for one inference (see ``wire``)."""
+    def attribute(self, request: wire.AttributeRequest) -> tuple[int, list[tuple[int, int, int, bytes]]]:
+        """``(method, [(datanet_id, index, weight, content_hash)])`` for one inference (see ``wire``)."""
         return wire.decode_attribution(self._call("POST", "/v1/lorachain/attribute", wire.encode_attribute(request)))
 
     def model(self) -> dict[str, Any]:

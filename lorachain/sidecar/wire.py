@@ -14,7 +14,7 @@ field, so a malformed body is answered with a 400 and never reaches the engine.
   adapter merge     {adapter_ids: [str], weights_milli: [int]} -> {id, rank, alpha, target_modules, nbytes}
   attribute request {record: bin(32), adapter_id: str, prompt_ids: [int], output_ids: [int], method: int,
                      top_k: int, snapshots: [[datanet_id: int, root: bin(32)]]}
-  attribute result  {method: int, contributions: [[datanet_id, index, weight: int]]}
+  attribute result  {method: int, contributions: [[datanet_id, index, weight: int, content_hash: bin(32)]]}
   activations       generate request -> {result: generate result, hashes: [[bin(32)]], root: bin(32)}
   error             {error: {message: str, type: str, code: str}}
 
@@ -317,18 +317,18 @@ def decode_attribute(obj: Any) -> AttributeRequest:
     return AttributeRequest(record, adapter_id, tuple(prompt), tuple(output), method, top_k, tuple(pairs))
 
 
-def encode_attribution(method: int, contributions: list[tuple[int, int, int]]) -> dict:
-    return {"method": method, "contributions": [list(c) for c in contributions]}
+def encode_attribution(method: int, contributions: list[tuple[int, int, int, bytes]]) -> dict:
+    return {"method": method, "contributions": [[d, i, w, bytes(h)] for d, i, w, h in contributions]}
 
 
-def decode_attribution(obj: Any) -> tuple[int, list[tuple[int, int, int]]]:
+def decode_attribution(obj: Any) -> tuple[int, list[tuple[int, int, int, bytes]]]:
     if not isinstance(obj, dict) or not _is_int(obj.get("method")) or not isinstance(obj.get("contributions"), list):
         raise RequestError("an attribution result is {method, contributions}")
     rows = []
     for entry in obj["contributions"]:
-        if not isinstance(entry, list) or len(entry) != 3 or not all(_is_int(v) and v >= 0 for v in entry):
-            raise RequestError("each contribution is [datanet_id, index, weight] of non-negative integers")
-        rows.append((entry[0], entry[1], entry[2]))
+        if not isinstance(entry, list) or len(entry) != 4 or not all(_is_int(v) and v >= 0 for v in entry[:3]):
+            raise RequestError("each contribution is [datanet_id, index, weight, content_hash] (non-negative integers)")
+        rows.append((entry[0], entry[1], entry[2], _bytes32(entry[3], "content_hash")))
     return obj["method"], rows
 
 
