@@ -48,6 +48,8 @@ def add_commands(sub: Any) -> None:
     )
     q.add_argument("--record", default=None, help="the Model Factory's training record (record.bin): stored in the "
                    "sidecar and set on chain, so each inference pays the contributions it names")  # fmt: skip
+    q.add_argument("--da", default=None, metavar="URL", help="also put the adapter's artifact and the record in "
+                   "this DA server (content-addressed: nodes fetch them with --adapter-source da+URL)")  # fmt: skip
     _common(q, sidecar=True)
     q.set_defaults(func=cmd_publish)
 
@@ -146,6 +148,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     roots = [datanets.functions.getDatanet(i).call()[4] for i in datanet_ids]
     content = bytes.fromhex(info["id"][2:])
     record = _checked_record(args.record, content, model_hash, dict(zip(datanet_ids, roots, strict=True)))
+    stored = _put_in_da(args.da, args.sidecar, info["id"], record) if args.da else None
     existing = session.registry.functions.adapterOf(content).call()
     if existing:
         out = {"adapter_id": existing, "content_hash": info["id"], "already_registered": True}
@@ -167,8 +170,38 @@ def cmd_publish(args: argparse.Namespace) -> int:
             raise CliError(f"the sidecar could not take the training record: {exc}") from exc
         session.send(session.registry.functions.setTrainingRecord(out["adapter_id"], bytes.fromhex(record_id[2:])))
         out["training_record"] = record_id
+    if stored is not None:
+        out["da_commitments"] = stored
     print(json.dumps(out))
     return 0
+
+
+def _put_in_da(da_url: str, sidecar_url: str, adapter_id: str, record: bytes | None) -> dict[str, str]:
+    """Put the adapter's artifact (as the sidecar holds it: its keccak is the adapter id) and the training record
+    in the DA server, OP keccak mode; their commitments. Sizes are checked before anything is stored."""
+    from lorachain.da_client.blob_codec import MAX_PAYLOAD_SIZE
+    from lorachain.da_client.client import DAClient, DAError
+    from lorachain.da_client.commitment import CommitmentMode
+    from lorachain.precompiles.adapter_sources import AdapterSources
+
+    blob = AdapterSources([f"{sidecar_url.rstrip('/')}/v1/lorachain/artifacts"]).fetch(adapter_id)
+    if blob is None:
+        raise CliError(f"the sidecar at {sidecar_url} did not serve adapter {adapter_id}'s artifact bytes")
+    items = {"adapter": blob} if record is None else {"adapter": blob, "record": record}
+    for name, data in items.items():
+        if len(data) > MAX_PAYLOAD_SIZE:
+            raise CliError(f"the {name} is {len(data)} bytes: more than one DA blob carries ({MAX_PAYLOAD_SIZE})")
+    client = DAClient(da_url, CommitmentMode.OP_KECCAK, retries=2)
+    stored = {}
+    try:
+        for name, data in items.items():
+            try:
+                stored[name] = "0x" + client.put(data).hex()
+            except DAError as exc:
+                raise CliError(f"the DA server at {da_url} did not store the {name}: {exc}") from exc
+    finally:
+        client.close()
+    return stored
 
 
 def _checked_record(path: str | None, adapter: bytes, model_hash: str, roots: dict[int, bytes]) -> bytes | None:

@@ -254,8 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="DIR_OR_URL",
-        help="where to fetch registered adapters the sidecar lacks: a folder or HTTP base URL of "
-        "0x<hash>.safetensors files, e.g. another sidecar's http://host:8600/v1/lorachain/artifacts (repeat)",
+        help="where to fetch registered adapters and training records the sidecar lacks: a folder or HTTP base "
+        "URL of 0x<hash>.safetensors files, e.g. another sidecar's http://host:8600/v1/lorachain/artifacts, or "
+        "the DA layer, da+http://host:3100 (repeat)",
     )
     p.add_argument("--rollup-config", help="rollup.json: run as a node of this OP Stack L2 (needs --l1)")
     p.add_argument("--l1", help="L1 JSON-RPC URL: the sequencer's L1 origins and deposits, the validator's source")

@@ -22,6 +22,7 @@ from lorachain.sidecar.checkpoint import load_checkpoint
 from lorachain.toolchain.solc import load_artifact
 from tests.conftest import free_port, start_node
 from tests.sidecar_fixtures import start_sidecar, tiny_model, write_peft_adapter
+from tests.test_da_server_e2e import DAServerProcess
 
 PROMPT = "Q: Where does Alice live? A:"
 PRECOMPILE = Web3.to_checksum_address(INFERENCE_ADDRESS)
@@ -47,14 +48,17 @@ def world(tmp_path_factory):
     status, info = msgpack_call(url, "/v1/lorachain/adapters/load", {"path": str(adapter_dir)})
     assert status == 200
     (root / "source").mkdir()
-    node = start_node(root / "node", "--sidecar", url, "--adapter-source", str(root / "source"))
+    da = DAServerProcess(root / "da")
+    node = start_node(root / "node", "--sidecar", url, "--adapter-source", str(root / "source"), "--adapter-source",
+                      f"da+{da.url}")  # fmt: skip
     w3 = Web3(Web3.HTTPProvider(node.url, request_kwargs={"timeout": 120}))
     qa = deploy(w3, "AdapterQA")
     state = {"root": root, "model_dir": model_dir, "port": port, "sidecar": sidecar, "url": url, "node": node,
-             "w3": w3, "qa": qa, "adapter": bytes.fromhex(info["id"][2:])}  # fmt: skip
+             "w3": w3, "qa": qa, "adapter": bytes.fromhex(info["id"][2:]), "da": da}  # fmt: skip
     state["market"] = open_market(state)
     yield state
     node.stop()
+    da.stop()
     state["sidecar"].terminate()
     state["sidecar"].wait(timeout=20)
 
@@ -318,6 +322,25 @@ def test_registered_adapter_the_sidecar_lacks_is_fetched_by_hash_from_a_source(w
     lacking = "0x" + InferenceCall((missing,), (), PROMPT, max_new_tokens=4).encode().hex()
     reply = node.rpc("eth_call", {"to": PRECOMPILE, "data": lacking}, "latest")
     assert reply["error"]["code"] == -32000 and "no source has its bytes" in reply["error"]["message"]
+
+
+def test_an_adapter_published_in_the_da_layer_is_fetched_from_it(world):
+    """With --adapter-source da+URL the node asks the DA server for the artifact under its keccak commitment."""
+    from lorachain.da_client.client import DAClient
+    from lorachain.da_client.commitment import CommitmentMode
+    from lorachain.sidecar.adapters import convert_peft
+
+    w3, registry = world["w3"], world["market"]["registry"]
+    config = load_checkpoint(world["model_dir"]).config
+    blob, digest = convert_peft(write_peft_adapter(world["root"] / "peft-da", config, rank=4, seed=37), config)
+    client = DAClient(world["da"].url, CommitmentMode.OP_KECCAK)
+    assert client.put(blob) == b"\x00" + digest  # OP keccak mode: the commitment is the artifact's own id
+    assert not (world["root"] / "source" / f"0x{digest.hex()}.safetensors").exists()
+    send(w3, registry.functions.register(digest, world["market"]["model_hash"], 0, "", [], [], []), 7)
+    call = InferenceCall((digest,), (), PROMPT, max_new_tokens=4)
+    out = InferenceOutput.decode(w3.eth.call({"to": PRECOMPILE, "data": call.encode()}))
+    assert msgpack_call(world["url"], f"/v1/lorachain/adapters/0x{digest.hex()}")[0] == 200
+    assert out.commitment == direct(world, PROMPT, digest, 4)["commitment"]
 
 
 def test_sidecar_serves_artifacts_by_hash_and_refuses_bytes_that_do_not_match(world):

@@ -77,8 +77,21 @@ def test_contribute_curate_train_publish_pay_explain(world):
                 "--sidecar", world["sidecar"], account=9)  # fmt: skip
     assert wrong.returncode == 1 and "covers snapshots" in wrong.stderr
     [published] = ok(world, "adapter", "publish", str(out), "--price", "1000000", "--datanet", f"{datanet}:10000",
-                     "--record", str(out / "record.bin"), "--sidecar", world["sidecar"], account=9)  # fmt: skip
+                     "--record", str(out / "record.bin"), "--sidecar", world["sidecar"], "--da", world["da"],
+                     account=9)  # fmt: skip
     assert published["training_record"].startswith("0x")
+    # adapter and record are in the DA layer under their own keccak: any node can fetch them (da+URL source)
+    from lorachain.da_client.client import DAClient
+    from lorachain.da_client.commitment import CommitmentMode
+    from lorachain.precompiles.adapter_sources import AdapterSources
+
+    stored = published["da_commitments"]
+    assert stored == {"adapter": "0x00" + published["content_hash"][2:],
+                      "record": "0x00" + published["training_record"][2:]}  # fmt: skip
+    assert DAClient(world["da"], CommitmentMode.OP_KECCAK).get(bytes.fromhex(stored["record"][2:])) == (
+        out / "record.bin").read_bytes()  # fmt: skip
+    assert AdapterSources([f"da+{world['da']}"]).fetch(published["content_hash"]) is not None
+    assert AdapterSources([f"da+{world['da']}", "da+http://127.0.0.1:9"]).fetch("0x" + "ab" * 32) is None
 
     w3 = Web3(Web3.HTTPProvider(world["node"].url))
     answers = {}
