@@ -20,6 +20,10 @@ def add_commands(sub: Any) -> None:
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _common(q)
     q.set_defaults(func=cmd_explain)
+    q = attribution.add_parser("verify", help="re-derive an inference's attributed split from the chain and compare")
+    q.add_argument("tx_hash", help="transaction hash (0x...)")
+    _common(q)
+    q.set_defaults(func=cmd_verify)
     q = attribution.add_parser("cite", help="RAG: the snapshot passages (document hash, byte span) that support a text")
     q.add_argument("record", type=Path, help="a training record file (it carries the snapshot's documents)")
     q.add_argument("text", help="the question and/or answer to find support for")
@@ -44,6 +48,23 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from exc
     print(json.dumps(explanation, indent=2) if args.json else format_explanation(explanation))
     return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Exit 0 when every payee is what the chain re-derives, 1 (with the differences) otherwise."""
+    from lorachain.attribution.explain import ExplainError
+    from lorachain.attribution.verify import verify_inference
+
+    session = _Session(args)
+    datanets = session.contract(session.registry.functions.datanets().call(), "DatanetRegistry")
+    try:
+        report = verify_inference(session.w3, session.router, session.registry, datanets, args.tx_hash)
+    except ExplainError as exc:
+        raise CliError(str(exc)) from exc
+    except Exception as exc:  # no receipt, a node without the precompiles or history, ...
+        raise CliError(f"cannot verify {args.tx_hash}: {exc}") from exc
+    print(json.dumps(report, indent=2))
+    return 0 if report["verified"] else 1
 
 
 def cmd_cite(args: argparse.Namespace) -> int:

@@ -204,3 +204,62 @@ def test_explain_names_the_contributions_and_what_each_was_paid(chain, market):
     bad = subprocess.run([sys.executable, "-m", "lorachain.cli", "attribution", "explain", "0x" + "00" * 32, "--rpc",
                           chain["node"].url], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert bad.returncode == 1 and "error:" in bad.stderr
+
+    # the same explanation over JSON-RPC, and its errors as geth words them
+    node = chain["node"]
+    assert node.rpc("lorachain_explainInference", tx)["result"] == json.loads(run.stdout)
+    assert node.rpc("lorachain_explainInference", "0x1234")["error"]["code"] == -32602
+    unknown = node.rpc("lorachain_explainInference", "0x" + "00" * 32)["error"]
+    assert (unknown["code"], unknown["message"]) == (-32000, "transaction not found")
+    plain = send(chain["w3"], chain["datanets"].functions.snapshot(market["datanet"]), CURATOR)
+    not_inference = node.rpc("lorachain_explainInference", "0x" + bytes(plain.transactionHash).hex())["error"]
+    assert not_inference["code"] == -32000 and "no InferenceRouter inference" in not_inference["message"]
+    assert "lorachain" in node.rpc("rpc_modules")["result"]
+
+
+def test_verify_rederives_the_split_from_the_chain(chain, market):
+    """`lorachain attribution verify`: the precompiles asked again as of the block's parent, the router's rule
+    applied, every payee compared with the Attributed events."""
+    receipt = ask(chain, market, market["learned"][0])
+    tx = "0x" + bytes(receipt.transactionHash).hex()
+    cli = [sys.executable, "-m", "lorachain.cli", "attribution", "verify", "--rpc", chain["node"].url]
+    run = subprocess.run([*cli, tx], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = json.loads(run.stdout)
+    assert report["verified"] and report["mismatches"] == [] and report["checked"] == [
+        "commitment", "attribution", "split"]  # fmt: skip
+    paid = [e["args"] for e in chain["router"].events.Attributed().process_receipt(receipt, errors=DISCARD)]
+    assert [(p["index"], p["amount"]) for p in paid] == [(e["index"], e["amount_wei"]) for e in report["expected"]]
+    assert report["payees"] == len(paid) > 0 and report["state_at"] == receipt.blockNumber - 1
+    plain = send(chain["w3"], chain["datanets"].functions.snapshot(market["datanet"]), CURATOR)
+    refused = subprocess.run([*cli, "0x" + bytes(plain.transactionHash).hex()], capture_output=True, text=True,
+                             timeout=120)  # fmt: skip
+    assert refused.returncode == 1 and "no InferenceRouter inference" in refused.stderr
+
+    # a dApp paying for its user's question: the router call is found in the transaction's call trace
+    from lorachain.toolchain.solc import load_artifact
+
+    w3, artifact = chain["w3"], load_artifact("PaidAnswers")
+    factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+    deployed = w3.eth.wait_for_transaction_receipt(factory.constructor(INFERENCE_ROUTER).transact(
+        {"from": w3.eth.accounts[CALLER]}))  # fmt: skip
+    dapp = w3.eth.contract(address=deployed.contractAddress, abi=artifact["abi"])
+    fact = market["learned"][1]
+    asked = send(w3, dapp.functions.ask(market["adapter_id"], FACTS[fact][0], 6), CALLER, value=PRICE)
+    answered = dapp.events.Answered().process_receipt(asked, errors=DISCARD)[0]["args"]
+    assert answered["text"] == dapp.functions.answer(0).call()[3]
+    run = subprocess.run([*cli, "0x" + bytes(asked.transactionHash).hex()], capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = json.loads(run.stdout)
+    assert report["verified"] and report["payees"] >= 1 and report["expected"][0]["index"] == fact
+
+
+def test_verify_names_each_difference():
+    from lorachain.attribution.verify import _compare
+
+    row = {"datanet_id": 1, "index": 3, "contributor": "0xA", "content_hash": "0x01", "weight": 5, "amount_wei": 10}
+    assert _compare([row], [dict(row)]) == []
+    assert _compare([row], [{**row, "amount_wei": 11, "contributor": "0xB"}]) == [
+        "payee 0: contributor paid '0xB', expected '0xA'", "payee 0: amount_wei paid 11, expected 10"]  # fmt: skip
+    assert _compare([row, row], [row]) == ["1 contributions were paid, 2 are found now"]

@@ -23,6 +23,8 @@ def explain_receipt(receipt: Any, router: Any) -> dict[str, Any]:
 
     if receipt["status"] != 1:
         raise ExplainError("the transaction reverted: nothing was inferred or paid")
+    # only the router's own events count: any contract can emit lookalikes
+    receipt = {**receipt, "logs": [e for e in receipt["logs"] if e["address"].lower() == router.address.lower()]}
     inferences = router.events.Inference().process_receipt(receipt, errors=DISCARD)
     if not inferences:
         raise ExplainError("the transaction holds no InferenceRouter inference")

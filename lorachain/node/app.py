@@ -33,6 +33,9 @@ def build_dispatcher(node: Node, dev: bool = True) -> RpcDispatcher:
         from lorachain.node.rpc.optimism import OptimismApi
 
         apis.append(OptimismApi(node))
+    from lorachain.node.rpc.attribution import AttributionApi
+
+    apis.append(AttributionApi(eth))
     for api in apis:
         dispatcher.register_object(api)
     modules = sorted({name.split("_", 1)[0] for name in dispatcher.methods} | {"rpc"})
