@@ -297,7 +297,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     from lorachain.attribution.factory import Example, snapshot_root, write_examples_jsonl
     from lorachain.da_client.client import DAClient, DAError
-    from lorachain.da_client.commitment import CommitmentMode, KeccakCommitment
+    from lorachain.da_client.commitment import CommitmentMode
 
     session = _Session(args)
     registry = _registry(session)
@@ -313,7 +313,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         for index, digest in accepted:
             try:
-                data = da.get(KeccakCommitment(bytes(digest)).encode())
+                data = da.get_by_keccak(bytes(digest))
             except DAError as exc:
                 raise CliError(f"contribution {index}: the DA server at {args.da} has no bytes for it: {exc}") from exc
             if keccak(data) != bytes(digest):
@@ -331,7 +331,7 @@ def _check(registry: Any, datanet: int, da_url: str, threshold_ppm: int, only: s
     """The curation findings of the datanet's pending contributions (``only`` those indexes, when given)."""
     from lorachain.attribution.curation import Candidate, FetchError, check_contributions
     from lorachain.da_client.client import DAClient, DAError
-    from lorachain.da_client.commitment import CommitmentMode, KeccakCommitment
+    from lorachain.da_client.commitment import CommitmentMode
 
     _datanet(registry, datanet)
     count = _read(registry.functions.contributionCount(datanet))
@@ -351,7 +351,7 @@ def _check(registry: Any, datanet: int, da_url: str, threshold_ppm: int, only: s
 
     def fetch(digest: bytes) -> bytes:
         try:
-            return da.get(KeccakCommitment(digest).encode())
+            return da.get_by_keccak(digest)
         except DAError as exc:
             raise FetchError(f"the DA server at {da_url} did not serve its bytes: {exc}") from exc
 

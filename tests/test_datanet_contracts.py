@@ -26,7 +26,7 @@ from web3 import Web3
 from web3.exceptions import ContractLogicError, MismatchedABI
 from web3.logs import DISCARD
 
-from lorachain.attribution.splits import split_exact
+from lorachain.attribution.splits import payee_key, split_exact
 from lorachain.genesis.predeploys import ADAPTER_REGISTRY, DATANET_REGISTRY, INFERENCE_ROUTER, contract_abi
 from lorachain.precompiles.abi import InferenceCall, InferenceOutput
 from lorachain.precompiles.attribution_abi import AttributionOutput, AttributionQuery, Contribution, Method
@@ -531,9 +531,7 @@ def named(market, rows) -> tuple[Contribution, ...]:
     return tuple(out)
 
 
-def key(datanet: int, index: int) -> int:
-    """The split's payee id: (datanetId, index) in lexicographic order."""
-    return (datanet << 128) | index
+key = payee_key  # the split's payee id: (datanetId, index) in lexicographic order
 
 
 def test_attributed_split_pays_the_named_accepted_contributions_exactly(market):

@@ -24,6 +24,11 @@ def _check_int(value: object, what: str) -> int:
     return value
 
 
+def payee_key(datanet_id: int, index: int) -> int:
+    """The id InferenceRouter's split ranks a contribution by: (datanetId, index) in lexicographic order."""
+    return (datanet_id << 128) | index
+
+
 def split_exact(total: int, weights: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     """Split ``total`` base units over ``(payee id, weight)`` pairs; returns ``(payee id, amount)`` by id.
 

@@ -21,12 +21,11 @@ from __future__ import annotations
 from typing import Any
 
 from lorachain.attribution.explain import ExplainError, explain_receipt
-from lorachain.attribution.splits import split_exact
+from lorachain.attribution.splits import payee_key, split_exact
 from lorachain.precompiles.abi import InferenceCall, InferenceOutput
+from lorachain.precompiles.attribution import ATTRIBUTION_ADDRESS
 from lorachain.precompiles.attribution_abi import AttributionOutput, AttributionQuery, Method
-
-INFERENCE_PRECOMPILE = "0x0000000000000000000000000000000000000a01"
-ATTRIBUTION_PRECOMPILE = "0x0000000000000000000000000000000000000a02"
+from lorachain.precompiles.inference import INFERENCE_ADDRESS
 
 
 def verify_inference(w3: Any, router: Any, registry: Any, datanets: Any, tx_hash: str) -> dict[str, Any]:
@@ -40,7 +39,7 @@ def verify_inference(w3: Any, router: Any, registry: Any, datanets: Any, tx_hash
     at = receipt["blockNumber"] - 1
     adapter = _adapter(registry, adapter_id, at)
     request = InferenceCall((adapter["contentHash"],), (), prompt, max_new, temperature, top_k, top_p, seed).encode()
-    result = InferenceOutput.decode(_call(w3, INFERENCE_PRECOMPILE, request, at))
+    result = InferenceOutput.decode(_call(w3, INFERENCE_ADDRESS, request, at))
     mismatches: list[str] = []
     checked = ["commitment"]
     if "0x" + result.commitment.hex() != paid["commitment"]:
@@ -53,7 +52,7 @@ def verify_inference(w3: Any, router: Any, registry: Any, datanets: Any, tx_hash
         query = AttributionQuery(request, tuple(result.output_ids), result.commitment, bytes(record),
                                  tuple(adapter["datanetIds"]), tuple(bytes(r) for r in adapter["snapshotRoots"]),
                                  Method.AUTO, router.functions.ATTRIBUTION_TOP_K().call())  # fmt: skip
-        answer = AttributionOutput.decode(_call(w3, ATTRIBUTION_PRECOMPILE, query.encode(), at))
+        answer = AttributionOutput.decode(_call(w3, ATTRIBUTION_ADDRESS, query.encode(), at))
         method = answer.method.name.lower()
         expected = _expected_payees(router, datanets, adapter, answer, at)
         checked.append("attribution")
@@ -98,7 +97,7 @@ def _adapter(registry: Any, adapter_id: int, at: int) -> dict[str, Any]:
     return dict(zip(names, fn.call(block_identifier=at), strict=True))
 
 
-def _call(w3: Any, to: str, data: bytes, at: int) -> bytes:
+def _call(w3: Any, to: bytes, data: bytes, at: int) -> bytes:
     return bytes(w3.eth.call({"to": w3.to_checksum_address(to), "data": "0x" + data.hex()}, at))
 
 
@@ -114,10 +113,10 @@ def _expected_payees(router: Any, datanets: Any, adapter: dict, answer: Attribut
         return []
     price = adapter["pricePerCall"]
     cut = price * router.functions.contributorsBps().call(block_identifier=at) // 10_000
-    amounts = dict(split_exact(cut, [((r.datanet_id << 128) | r.index, r.weight) for r, _ in kept]))
+    amounts = dict(split_exact(cut, [(payee_key(r.datanet_id, r.index), r.weight) for r, _ in kept]))
     return [{"datanet_id": r.datanet_id, "index": r.index, "contributor": who,
              "content_hash": "0x" + r.content_hash.hex(), "weight": r.weight,
-             "amount_wei": amounts[(r.datanet_id << 128) | r.index]} for r, who in kept]  # fmt: skip
+             "amount_wei": amounts[payee_key(r.datanet_id, r.index)]} for r, who in kept]  # fmt: skip
 
 
 def _compare(expected: list[dict], paid: list[dict]) -> list[str]:

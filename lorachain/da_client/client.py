@@ -95,6 +95,10 @@ class DAClient:
         query = "?commitment_mode=standard" if self.mode is CommitmentMode.STANDARD else ""
         return self._request("GET", f"/get/0x{commitment.hex()}{query}")
 
+    def get_by_keccak(self, digest: bytes) -> bytes:
+        """The payload whose keccak256 is ``digest`` (OP keccak mode: the commitment is the payload's own hash)."""
+        return self.get(KeccakCommitment(digest).encode())
+
     def health(self) -> bool:
         try:
             self._request("GET", "/health")

@@ -23,11 +23,11 @@ DA_PREFIX = "da+"
 
 def _read_da(url: str, digest: bytes) -> bytes | None:
     from lorachain.da_client.client import DAClient, DAError
-    from lorachain.da_client.commitment import CommitmentMode, KeccakCommitment
+    from lorachain.da_client.commitment import CommitmentMode
 
     client = DAClient(url, CommitmentMode.OP_KECCAK, timeout_s=FETCH_TIMEOUT_S, retries=1)
     try:
-        return client.get(KeccakCommitment(digest).encode())
+        return client.get_by_keccak(digest)
     except DAError:
         return None
     finally:
