@@ -22,7 +22,7 @@ from eth_account import Account
 from eth_utils import keccak, to_canonical_address
 
 from lorachain.genesis.accounts import dev_accounts
-from lorachain.node import metrics
+from lorachain.node import metrics, tx_sender
 from lorachain.node.chain import DEV_EDIT_EXTRA_DATA, Blockchain, BuiltBlock, ChainError
 from lorachain.node.clock import BlockClock
 from lorachain.node.events import EventBus
@@ -223,9 +223,11 @@ class Node:
     def decode_transaction(self, raw: bytes) -> SignedTransactionAPI:
         vm_class = self.chain.chain_class.get_vm_class_for_block_number(self.chain.head.block_number + 1)
         try:
-            return vm_class.get_transaction_builder().decode(raw)
+            tx = vm_class.get_transaction_builder().decode(raw)
         except Exception as exc:
             raise TxPoolError(f"rlp: invalid transaction encoding ({type(exc).__name__}: {exc})") from exc
+        tx_sender.prime(tx, raw)
+        return tx
 
     def submit(self, raw: bytes) -> tuple[bytes, bool]:
         """Admit a signed transaction; returns (hash, executable-now)."""
