@@ -16,7 +16,9 @@ Two hot spots of py-evm's block building are replaced:
   every transaction of the block and every nested object, several times per block;
 - a message call's EVM message is built without py-evm's debug line, an f-string evaluated whether or not
   debug logging is on that hex-encodes the callee's whole code and hashes the call data (every transaction
-  and every ``eth_call``).
+  and every ``eth_call``); a transaction's refund, fee and EIP-161 clean-up likewise skip four such lines;
+- a typed transaction or receipt remembers its encoding (they are immutable): a block's transactions were
+  encoded three times over (transaction trie, block validation, storage) and its receipts twice.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI, 
 from eth.vm.forks.berlin.receipts import TypedReceipt
 from eth.vm.forks.berlin.transactions import TypedTransaction
 from eth.vm.forks.cancun.constants import BLOB_TX_TYPE
+from eth.vm.forks.spurious_dragon._utils import collect_touched_accounts
+from eth.vm.forks.spurious_dragon.state import SpuriousDragonTransactionExecutor
 from eth.vm.message import Message
 from rlp.sedes.serializable import BaseSerializable
 from trie import HexaryTrie
@@ -59,6 +63,20 @@ def _itself(self: Any, memo: Any = None) -> Any:
 BaseSerializable.__deepcopy__ = _itself  # type: ignore[method-assign,assignment]
 TypedTransaction.__deepcopy__ = _itself  # type: ignore[attr-defined]
 TypedReceipt.__deepcopy__ = _itself  # type: ignore[attr-defined]
+
+
+def _remembering(encode: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
+    def remembered(self: Any) -> bytes:
+        encoded = self.__dict__.get("_encoded")
+        if encoded is None:
+            encoded = self.__dict__["_encoded"] = encode(self)
+        return encoded
+
+    return remembered
+
+
+TypedTransaction.encode = _remembering(TypedTransaction.encode)  # type: ignore[method-assign]
+TypedReceipt.encode = _remembering(TypedReceipt.encode)  # type: ignore[method-assign]
 
 eth.vm.base.make_trie_root_and_nodes = make_trie_root_and_nodes  # type: ignore[attr-defined]
 eth.db.chain.make_trie_root_and_nodes = make_trie_root_and_nodes  # type: ignore[attr-defined]
@@ -138,6 +156,32 @@ class QuietMessageBuilder:
                        is_delegation=delegation is not None)  # fmt: skip
 
 
+class QuietFinalizer:
+    """Mixin for a fork's transaction executor (Spurious Dragon onwards): py-evm's ``finalize_computation``
+    (Frontier's refund and coinbase fee, then EIP-161's clearing of touched empty accounts) step for step,
+    without its debug lines (f-strings hex-encoding addresses, evaluated whether or not debug logging is on)."""
+
+    def finalize_computation(self, transaction: Any, computation: Any) -> Any:
+        state = self.vm_state  # type: ignore[attr-defined]
+        gas_price = state.get_transaction_context(transaction).gas_price
+        gas_remaining = computation.get_gas_remaining()
+        gas_used = transaction.gas - gas_remaining
+        gas_refund = self.calculate_gas_refund(computation, gas_used)  # type: ignore[attr-defined]
+        floor = self.calc_data_floor_gas(transaction, gas_used, gas_refund)  # type: ignore[attr-defined]
+        computation.data_floor_gas = floor
+        refund_amount = (gas_refund + gas_remaining - floor) * gas_price
+        if refund_amount:
+            state.delta_balance(computation.msg.sender, refund_amount)
+        fee = (transaction.gas - gas_remaining - gas_refund + floor) * state.get_tip(transaction)
+        state.delta_balance(state.coinbase, fee)  # touches the coinbase even for a zero fee (EIP-161)
+        for account in computation.get_accounts_for_deletion():
+            state.delete_account(account)
+        for account in collect_touched_accounts(computation):
+            if state.account_exists(account) and state.account_is_empty(account):
+                state.delete_account(account)
+        return computation
+
+
 def _keep_system_contracts(state: Any) -> None:
     """py-evm's Cancun/Prague ``set_system_contracts`` (run on every state built) re-sets each system
     contract's code only where that very code is already there (``if not code != CONTRACT_CODE``): the
@@ -153,7 +197,12 @@ def fast_vm(vm_class: type[VirtualMachineAPI]) -> type[VirtualMachineAPI]:
     computation = type(base_computation.__name__, (base_computation,),
                        {"opcodes": fast_opcodes(base_computation.opcodes)})  # fmt: skip
     base_executor = state_class.transaction_executor_class
-    executor = type(base_executor.__name__, (QuietMessageBuilder, base_executor), {})
+    quiet = (
+        (QuietMessageBuilder, QuietFinalizer)
+        if issubclass(base_executor, SpuriousDragonTransactionExecutor)
+        else (QuietMessageBuilder,)
+    )
+    executor = type(base_executor.__name__, (*quiet, base_executor), {})
     state = type(
         state_class.__name__,
         (NoDepositState, state_class),
