@@ -6,12 +6,13 @@ import random
 
 import pytest
 import rlp
+from eth._utils.transactions import extract_transaction_sender
 from eth.vm.forks.prague import PragueVM
 from eth_account import Account
 from eth_utils import keccak
 
 from lorachain.genesis.accounts import dev_accounts
-from lorachain.node import tx_sender
+from lorachain.node import tx_sender, vm
 
 KEY = dev_accounts()[3].private_key
 OTHER = "0x" + "77" * 20
@@ -37,6 +38,11 @@ def _fields(kind: str, rng: random.Random) -> dict:
     return {**base, **fees, "authorizationList": [auth]}
 
 
+def _py_evm_sender(tx) -> bytes:
+    """py-evm's own recovery (lorachain.node.vm replaces a typed transaction's get_sender)."""
+    return extract_transaction_sender(tx) if getattr(tx, "type_id", None) is not None else tx.get_sender()
+
+
 KINDS = ["legacy-unprotected", "legacy-155", "access-list", "dynamic-fee", "set-code"]
 
 
@@ -46,12 +52,15 @@ def test_sender_and_hash_match_py_evm(kind: str) -> None:
     for _ in range(25):
         raw = bytes(Account.sign_transaction(_fields(kind, rng), KEY).raw_transaction)
         reference = BUILDER.decode(raw)
-        assert tx_sender.recover_sender(raw) == reference.get_sender()
+        expected = _py_evm_sender(reference)
+        assert expected == bytes.fromhex(Account.from_key(KEY).address[2:])
+        assert tx_sender.recover_sender(raw) == expected
         primed = BUILDER.decode(raw)
         tx_sender.prime(primed, raw)
         assert "sender" in primed.__dict__
-        assert primed.sender == reference.get_sender() == bytes.fromhex(Account.from_key(KEY).address[2:])
+        assert primed.sender == expected
         assert primed.hash == reference.hash == keccak(raw)
+        assert BUILDER.decode(raw).sender == expected  # lorachain.node.vm's get_sender, without priming
 
 
 def _with_signature(raw: bytes, v: int, r: int, s: int) -> bytes:
@@ -78,6 +87,9 @@ def test_signatures_py_evm_should_judge_are_left_to_it(kind: str) -> None:
     primed = BUILDER.decode(high_s)
     tx_sender.prime(primed, high_s)
     assert "sender" not in primed.__dict__ and "hash" not in primed.__dict__  # py-evm's own recovery decides
+    if kind == "dynamic-fee":  # and the node's get_sender hands such a signature to py-evm as well
+        assert vm.TypedTransaction.get_sender is not vm._py_evm_typed_sender
+        assert BUILDER.decode(high_s).get_sender() == extract_transaction_sender(BUILDER.decode(high_s))
 
 
 def test_unrecognised_bytes_give_none() -> None:

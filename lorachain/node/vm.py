@@ -17,6 +17,9 @@ Two hot spots of py-evm's block building are replaced:
 - a message call's EVM message is built without py-evm's debug line, an f-string evaluated whether or not
   debug logging is on that hex-encodes the callee's whole code and hashes the call data (every transaction
   and every ``eth_call``); a transaction's refund, fee and EIP-161 clean-up likewise skip four such lines;
+- a typed transaction's sender is recovered from its encoding in one libsecp256k1 call (:mod:`tx_sender`;
+  py-evm's own recovery decides whenever that module declines), for blocks read back from the store, imported
+  or derived, as for transactions admitted over RPC;
 - a typed transaction or receipt remembers its encoding (they are immutable): a block's transactions were
   encoded three times over (transaction trie, block validation, storage) and its receipts twice.
 """
@@ -44,6 +47,7 @@ from lorachain.node.ordered_trie import ordered_trie_root_and_nodes
 from lorachain.node.rollup.deposit_vm import NoDepositState
 from lorachain.node.state_db import BatchedAccountDB
 from lorachain.node.trie_nodes import NODE_CACHE, copy_node
+from lorachain.node.tx_sender import recover_sender
 
 
 def make_trie_root_and_nodes(items: Sequence[Any]) -> tuple[bytes, dict[bytes, bytes]]:
@@ -76,6 +80,15 @@ def _remembering(encode: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
 
 
 TypedTransaction.encode = _remembering(TypedTransaction.encode)  # type: ignore[method-assign]
+_py_evm_typed_sender = TypedTransaction.get_sender
+
+
+def _typed_sender(self: Any) -> bytes:
+    sender = recover_sender(self.encode())
+    return sender if sender is not None else _py_evm_typed_sender(self)
+
+
+TypedTransaction.get_sender = _typed_sender  # type: ignore[method-assign]
 TypedReceipt.encode = _remembering(TypedReceipt.encode)  # type: ignore[method-assign]
 
 eth.vm.base.make_trie_root_and_nodes = make_trie_root_and_nodes  # type: ignore[attr-defined]
