@@ -13,6 +13,7 @@ from typing import Any
 
 from lorachain.genesis.genesis import GenesisError, devnet_genesis, load_genesis, parse_genesis
 from lorachain.node.chain import Blockchain, ChainError
+from lorachain.node.gc_tuning import tune_for_node
 from lorachain.node.store import SYNC_MODES
 from lorachain.sidecar.types import SidecarError
 
@@ -135,6 +136,7 @@ def cmd_node(args: argparse.Namespace) -> int:
         p2p.attach_node(node)
     log.info("datadir %s, head #%d, mining %s", datadir, chain.head.block_number, mining)
     run = serve(node, args.http_addr, args.http_port, cors=args.http_corsdomain, dev=args.dev)
+    tune_for_node()  # after set-up: what exists now is frozen out of collections
     if args.profile:
         import cProfile
 
