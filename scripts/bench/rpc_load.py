@@ -14,7 +14,7 @@ import asyncio
 import itertools
 import statistics
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,8 +178,16 @@ def count_per_sender(txs: Iterable[SignedTx]) -> dict[str, int]:
 class RpcClient:
     """A small async JSON-RPC client over one keep-alive aiohttp session."""
 
-    def __init__(self, url: str, *, max_connections: int = 64, timeout_s: float = 60.0):
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_connections: int = 64,
+        timeout_s: float = 60.0,
+        server_cpu: Callable[[], float] | None = None,
+    ):
         self.url = url
+        self.server_cpu = server_cpu  # CPU seconds the node's process has used so far, where known
         self._max_connections = max_connections
         self._timeout_s = timeout_s
         self._ids = itertools.count(1)
@@ -394,15 +402,29 @@ async def _send_timed(
         return await client.call("eth_sendRawTransaction", [tx.raw])
 
     first_block = await client.call_int("eth_blockNumber")
-    cpu0, t0 = time.process_time(), time.perf_counter()
+    server0, cpu0, t0 = _server_cpu(client), time.process_time(), time.perf_counter()
     returned, latencies = await send_in_sender_order(txs, send, concurrency)
     await wait_for_receipts(client, [t.hash for t in last_tx_per_sender(txs).values()], timeout_s=receipt_timeout_s)
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    server = _server_cpu_used(client, server0, len(txs))
     last_block = await client.call_int("eth_blockNumber")
     for tx, got in zip(txs, returned, strict=True):
         if str(got).lower() != tx.hash:
             raise VerificationError(f"eth_sendRawTransaction returned {got}, the tx hash is {tx.hash}")
-    return elapsed, latencies, {"blocks": last_block - first_block, "client_cpu_s": round(cpu, 3)}
+    return elapsed, latencies, {"blocks": last_block - first_block, "client_cpu_s": round(cpu, 3), **server}
+
+
+def _server_cpu(client: RpcClient) -> float | None:
+    return client.server_cpu() if client.server_cpu is not None else None
+
+
+def _server_cpu_used(client: RpcClient, before: float | None, operations: int) -> dict[str, float]:
+    """The node's CPU over a timed region: seconds, and microseconds per operation (a figure a busy shared
+    machine disturbs less than a rate: time the node waits for the CPU is not counted)."""
+    if before is None or client.server_cpu is None:
+        return {}
+    used = client.server_cpu() - before
+    return {"server_cpu_s": round(used, 3), "server_cpu_us_per_op": round(used / operations * 1e6, 1)}
 
 
 async def _check_receipts(client: RpcClient, txs: Sequence[SignedTx], concurrency: int) -> list[dict[str, Any]]:
@@ -574,13 +596,15 @@ async def _call_workload(
     async def call(i: int) -> str:
         return await client.call("eth_call", request(i))
 
-    cpu0, t0 = time.process_time(), time.perf_counter()
+    server0, cpu0, t0 = _server_cpu(client), time.process_time(), time.perf_counter()
     results, latencies = await run_pool(range(count), call, concurrency)
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    server = _server_cpu_used(client, server0, count)
     wrong = [r for r in results if int(r, 16) != expected]
     if wrong:
         raise VerificationError(f"{len(wrong)} of {count} eth_call answers were not {expected}: {wrong[0]}")
-    return WorkloadResult(name, count, elapsed, "calls/s", latency_summary(latencies), {"client_cpu_s": round(cpu, 3)})
+    extra = {"client_cpu_s": round(cpu, 3), **server}
+    return WorkloadResult(name, count, elapsed, "calls/s", latency_summary(latencies), extra)
 
 
 async def workload_calls(
@@ -612,10 +636,11 @@ async def run_all(
     concurrency: int,
     senders: int = SENDER_COUNT,
     log: Any = print,
+    server_cpu: Callable[[], float] | None = None,
 ) -> tuple[ChainContext, list[WorkloadResult]]:
-    """All three workloads against one node at ``url``."""
+    """All four workloads against one node at ``url`` (``server_cpu``: the node's CPU seconds so far)."""
     accounts = derive_accounts(senders)
-    async with RpcClient(url, max_connections=max(concurrency, senders) + 4) as client:
+    async with RpcClient(url, max_connections=max(concurrency, senders) + 4, server_cpu=server_cpu) as client:
         ctx = await prepare(client, accounts, log=log)
         log(f"  chain id {ctx.chain_id}, {ctx.client_version}, maxFeePerGas {ctx.fees.max_fee_per_gas} wei")
         results = []
