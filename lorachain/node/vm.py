@@ -20,6 +20,7 @@ Two hot spots of py-evm's block building are replaced:
 - a typed transaction's sender is recovered from its encoding in one libsecp256k1 call (:mod:`tx_sender`;
   py-evm's own recovery decides whenever that module declines), for blocks read back from the store, imported
   or derived, as for transactions admitted over RPC;
+- a typed receipt is encoded directly (:mod:`receipt_encoding`), not through pyrlp's sedes machinery;
 - a typed transaction or receipt remembers its encoding (they are immutable): a block's transactions were
   encoded three times over (transaction trie, block validation, storage) and its receipts twice.
 """
@@ -44,6 +45,7 @@ from trie import HexaryTrie
 
 from lorachain.node.fast_opcodes import fast_opcodes
 from lorachain.node.ordered_trie import ordered_trie_root_and_nodes
+from lorachain.node.receipt_encoding import encode_receipt, is_plain_receipt
 from lorachain.node.rollup.deposit_vm import NoDepositState
 from lorachain.node.state_db import BatchedAccountDB
 from lorachain.node.trie_nodes import NODE_CACHE, copy_node
@@ -89,7 +91,17 @@ def _typed_sender(self: Any) -> bytes:
 
 
 TypedTransaction.get_sender = _typed_sender  # type: ignore[method-assign]
-TypedReceipt.encode = _remembering(TypedReceipt.encode)  # type: ignore[method-assign]
+_py_evm_typed_receipt_encode = TypedReceipt.encode
+
+
+def _typed_receipt_encode(self: Any) -> bytes:
+    inner = self._inner
+    if is_plain_receipt(inner):
+        return self._type_byte + encode_receipt(inner)
+    return _py_evm_typed_receipt_encode(self)
+
+
+TypedReceipt.encode = _remembering(_typed_receipt_encode)  # type: ignore[method-assign]
 
 eth.vm.base.make_trie_root_and_nodes = make_trie_root_and_nodes  # type: ignore[attr-defined]
 eth.db.chain.make_trie_root_and_nodes = make_trie_root_and_nodes  # type: ignore[attr-defined]
