@@ -60,6 +60,7 @@ def test_sender_and_hash_match_py_evm(kind: str) -> None:
         assert "sender" in primed.__dict__
         assert primed.sender == expected
         assert primed.hash == reference.hash == keccak(raw)
+        assert primed.encode() == reference.encode() == raw
         assert BUILDER.decode(raw).sender == expected  # lorachain.node.vm's get_sender, without priming
 
 

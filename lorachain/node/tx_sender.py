@@ -6,8 +6,8 @@ of what admitting a transaction costs. The received bytes already hold every fie
 decoded them strictly), so the signing payload is the received list without its last three items (v, r, s),
 re-wrapped, and one libsecp256k1 call recovers the key.
 
-:func:`prime` stores the results in the transaction's own caches (``sender``, and ``hash`` of a typed
-transaction), so py-evm never recomputes them. It is an optimisation only: a transaction it does not
+:func:`prime` stores the results in the transaction's own caches (``sender``, and ``hash`` and encoding of a
+typed transaction), so py-evm never recomputes them. It is an optimisation only: a transaction it does not
 recognise, or a signature py-evm might judge differently (r or s out of range, a high s, an unknown v), is
 left alone and py-evm's own recovery decides, with its own errors.
 """
@@ -21,6 +21,7 @@ from eth_utils import keccak
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 TYPED_WITH_SIGNATURE_AT_END = (1, 2, 4)  # EIP-2930, EIP-1559, EIP-7702: [..., y_parity, r, s]
+REMEMBERED_ENCODING = "_encoded"  # where lorachain.node.vm keeps a typed transaction's (or receipt's) encoding
 
 
 def _list_prefix(length: int) -> bytes:
@@ -110,3 +111,4 @@ def prime(tx: SignedTransactionAPI, raw: bytes) -> None:
     tx.__dict__["sender"] = sender  # SignedTransactionMethods.sender is a cached_property
     if getattr(tx, "type_id", None) is not None:
         tx.__dict__["hash"] = keccak(raw)  # TypedTransaction.hash: cached_property of keccak(encode())
+        tx.__dict__[REMEMBERED_ENCODING] = raw  # canonical, as py-evm decoded it: its encode() gives these bytes

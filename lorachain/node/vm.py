@@ -49,7 +49,7 @@ from lorachain.node.receipt_encoding import encode_receipt, is_plain_receipt
 from lorachain.node.rollup.deposit_vm import NoDepositState
 from lorachain.node.state_db import BatchedAccountDB
 from lorachain.node.trie_nodes import NODE_CACHE, copy_node
-from lorachain.node.tx_sender import recover_sender
+from lorachain.node.tx_sender import REMEMBERED_ENCODING, recover_sender
 
 
 def make_trie_root_and_nodes(items: Sequence[Any]) -> tuple[bytes, dict[bytes, bytes]]:
@@ -73,15 +73,19 @@ TypedReceipt.__deepcopy__ = _itself  # type: ignore[attr-defined]
 
 def _remembering(encode: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
     def remembered(self: Any) -> bytes:
-        encoded = self.__dict__.get("_encoded")
+        encoded = self.__dict__.get(REMEMBERED_ENCODING)
         if encoded is None:
-            encoded = self.__dict__["_encoded"] = encode(self)
+            encoded = self.__dict__[REMEMBERED_ENCODING] = encode(self)
         return encoded
 
     return remembered
 
 
-TypedTransaction.encode = _remembering(TypedTransaction.encode)  # type: ignore[method-assign]
+def _typed_transaction_encode(self: Any) -> bytes:
+    return bytes((self.type_id,)) + self._inner.encode()  # py-evm's, without eth-utils' to_bytes of the type
+
+
+TypedTransaction.encode = _remembering(_typed_transaction_encode)  # type: ignore[method-assign]
 _py_evm_typed_sender = TypedTransaction.get_sender
 
 
@@ -97,7 +101,7 @@ _py_evm_typed_receipt_encode = TypedReceipt.encode
 def _typed_receipt_encode(self: Any) -> bytes:
     inner = self._inner
     if is_plain_receipt(inner):
-        return self._type_byte + encode_receipt(inner)
+        return bytes((self.type_id,)) + encode_receipt(inner)
     return _py_evm_typed_receipt_encode(self)
 
 
