@@ -76,3 +76,47 @@ def test_plain_py_evm_accepts_every_block_the_node_builds(tmp_path) -> None:
         if number == 2:  # the block covers what it says: the call to the reverting contract failed
             assert [r.state_root for r in built.receipts] == [b"\x01", b"\x01", b"\x01", b"", b"\x01"]
     node_chain.close()
+
+
+class _BlockOfReceipts:
+    """What Prague's deposit scan reads of a block: its receipts and the list it appends requests to."""
+
+    def __init__(self, receipts: list) -> None:
+        self.receipts = receipts
+        self.block_requests: list[bytes] = []
+
+    def get_receipts(self, chaindb: object) -> list:
+        return self.receipts
+
+
+def test_deposit_request_scan_matches_py_evms() -> None:
+    import random
+
+    from eth.rlp.logs import Log
+    from eth.rlp.receipts import Receipt
+    from eth.vm.forks.prague import PragueVM
+    from eth.vm.forks.prague.constants import DEPOSIT_CONTRACT_ADDRESS, DEPOSIT_EVENT_SIGNATURE_HASH
+
+    from lorachain.node.vm import deposit_request_data
+
+    rng = random.Random(5)
+    topic = int.from_bytes(DEPOSIT_EVENT_SIGNATURE_HASH, "big")
+    other = b"\x55" * 20
+
+    def log(address: bytes, topics: tuple[int, ...]) -> Log:
+        return Log(address, topics, bytes(rng.randrange(256) for _ in range(576)))
+
+    receipts = [
+        Receipt(b"\x01", 50_000, [log(DEPOSIT_CONTRACT_ADDRESS, (topic,)), log(other, (topic,))]),
+        Receipt(b"\x01", 90_000, [log(DEPOSIT_CONTRACT_ADDRESS, (topic + 1,)), log(DEPOSIT_CONTRACT_ADDRESS, ())]),
+        Receipt(b"\x01", 140_000, [log(DEPOSIT_CONTRACT_ADDRESS, (topic, 7)), log(DEPOSIT_CONTRACT_ADDRESS, (topic,))]),
+    ]
+    block = _BlockOfReceipts(receipts)
+    PragueVM.process_deposit_request_data(_NoChain(), block)  # type: ignore[arg-type]
+    ours = deposit_request_data(receipts)
+    assert block.block_requests == [b"\x00" + ours]
+    assert len(ours) == 3 * 192  # three deposit events of the deposit contract, 192 bytes of fields each
+
+
+class _NoChain:
+    chaindb = None

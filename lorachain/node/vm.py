@@ -7,7 +7,7 @@ Two hot spots of py-evm's block building are replaced:
   repeated inserts; py-evm calls that builder both to assemble and to validate a block, so the function
   is swapped where py-evm looks it up (``eth.vm.base`` and ``eth.db.chain``);
 - Prague's deposit-request scan reads the receipts the VM just produced instead of reading them back
-  from the receipt trie;
+  from the receipt trie, and compares topics as numbers;
 - decoded state-trie nodes are cached by hash. A node's hash is the hash of its encoding, so a cached
   decoding can never go stale; callers get a copy because py-evm's trie edits nodes in place;
 - a deep copy of an rlp ``Serializable`` (and of a typed transaction or receipt, which wrap one) is the
@@ -37,6 +37,7 @@ from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI, 
 from eth.vm.forks.berlin.receipts import TypedReceipt
 from eth.vm.forks.berlin.transactions import TypedTransaction
 from eth.vm.forks.cancun.constants import BLOB_TX_TYPE
+from eth.vm.forks.prague.constants import DEPOSIT_CONTRACT_ADDRESS, DEPOSIT_EVENT_SIGNATURE_HASH, DEPOSIT_REQUEST_TYPE
 from eth.vm.forks.spurious_dragon._utils import collect_touched_accounts
 from eth.vm.forks.spurious_dragon.state import SpuriousDragonTransactionExecutor
 from eth.vm.message import Message
@@ -121,22 +122,6 @@ _uncached_get_node = HexaryTrie.get_node
 HexaryTrie.get_node = _cached_get_node  # type: ignore[method-assign]
 
 
-class _BlockWithReceipts:
-    """A block that answers ``get_receipts`` from memory (everything else from the block)."""
-
-    def __init__(self, block: BlockAPI, receipts: tuple[ReceiptAPI, ...]) -> None:
-        self._block = block
-        self._receipts = receipts
-
-    def get_receipts(self, chaindb: Any) -> tuple[ReceiptAPI, ...]:
-        return self._receipts
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("_block", "_receipts"):
-            raise AttributeError(name)
-        return getattr(self._block, name)
-
-
 class FastBlockAssembly:
     """Mixin for a py-evm VM class: remembers the receipts of the block it assembles."""
 
@@ -157,10 +142,30 @@ class FastBlockAssembly:
         return block
 
     def process_deposit_request_data(self, block: BlockAPI) -> None:
+        """Prague's scan of the block's receipts for deposit-contract events (EIP-6110), as py-evm's, on the
+        receipts just made where this VM assembled the block, and comparing a log's first topic as a number
+        (py-evm converts every topic of every log with eth-utils' ``to_bytes`` first)."""
         assembled = self._assembled
         if assembled is not None and assembled[0] == block.header.receipt_root:
-            block = _BlockWithReceipts(block, assembled[1])  # type: ignore[assignment]
-        super().process_deposit_request_data(block)  # type: ignore[misc]
+            receipts: Sequence[ReceiptAPI] = assembled[1]
+        else:
+            receipts = block.get_receipts(self.chaindb)  # type: ignore[attr-defined]
+        block.block_requests.append(DEPOSIT_REQUEST_TYPE + deposit_request_data(receipts))  # type: ignore[attr-defined]
+
+
+_DEPOSIT_TOPIC = int.from_bytes(DEPOSIT_EVENT_SIGNATURE_HASH, "big")
+assert DEPOSIT_EVENT_SIGNATURE_HASH[0] != 0  # so a topic equals the hash's bytes exactly when it equals its number
+
+
+def deposit_request_data(receipts: Sequence[ReceiptAPI]) -> bytes:
+    """The deposit requests of a block (EIP-6110): fields of each deposit-contract ``DepositEvent``, in order."""
+    data = b""
+    for receipt in receipts:
+        for log in receipt.logs:
+            if log.address == DEPOSIT_CONTRACT_ADDRESS and log.topics and log.topics[0] == _DEPOSIT_TOPIC:
+                event = log.data
+                data += event[192:240] + event[288:320] + event[352:360] + event[416:512] + event[544:552]
+    return data
 
 
 class QuietMessageBuilder:
