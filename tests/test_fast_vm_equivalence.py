@@ -120,3 +120,22 @@ def test_deposit_request_scan_matches_py_evms() -> None:
 
 class _NoChain:
     chaindb = None
+
+
+def test_a_header_copy_is_pyrlps() -> None:
+    import pytest
+    from eth.vm.forks.prague.blocks import PragueBlockHeader
+
+    from lorachain.node import vm
+
+    header = PragueBlockHeader(difficulty=0, block_number=7, gas_limit=30_000_000, timestamp=1234,
+                               extra_data=b"x" * 5, base_fee_per_gas=10**9)  # fmt: skip
+    changes = {"gas_used": 21000, "bloom": 2**2047 + 5, "state_root": b"\x11" * 32, "extra_data": b"yz"}
+    ours = header.copy(**changes)
+    pyrlps = vm._pyrlp_copy(header, **changes)
+    assert type(ours) is PragueBlockHeader
+    assert ours == pyrlps and ours.hash == pyrlps.hash and rlp.encode(ours) == rlp.encode(pyrlps)
+    assert ours.extra_data == b"yz" and ours.timestamp == 1234
+    assert header.gas_used == 0 and header.hash != ours.hash  # the original is untouched
+    with pytest.raises(TypeError):
+        header.copy(no_such_field=1)

@@ -20,6 +20,7 @@ Two hot spots of py-evm's block building are replaced:
 - a typed transaction's sender is recovered from its encoding in one libsecp256k1 call (:mod:`tx_sender`;
   py-evm's own recovery decides whenever that module declines), for blocks read back from the store, imported
   or derived, as for transactions admitted over RPC;
+- a block header's ``copy`` skips its constructor (pyrlp re-validates every field of every copy);
 - a typed receipt is encoded directly (:mod:`receipt_encoding`), not through pyrlp's sedes machinery;
 - a typed transaction or receipt remembers its encoding (they are immutable): a block's transactions were
   encoded three times over (transaction trie, block validation, storage) and its receipts twice.
@@ -41,7 +42,7 @@ from eth.vm.forks.prague.constants import DEPOSIT_CONTRACT_ADDRESS, DEPOSIT_EVEN
 from eth.vm.forks.spurious_dragon._utils import collect_touched_accounts
 from eth.vm.forks.spurious_dragon.state import SpuriousDragonTransactionExecutor
 from eth.vm.message import Message
-from rlp.sedes.serializable import BaseSerializable
+from rlp.sedes.serializable import BaseSerializable, make_immutable
 from trie import HexaryTrie
 
 from lorachain.node.fast_opcodes import fast_opcodes
@@ -68,6 +69,25 @@ def _itself(self: Any, memo: Any = None) -> Any:
 
 
 BaseSerializable.__deepcopy__ = _itself  # type: ignore[method-assign,assignment]
+_pyrlp_copy = BaseSerializable.copy
+
+
+def _copy(self: Any, *args: Any, **overrides: Any) -> Any:
+    """pyrlp's ``copy``; a block header's without its constructor: a header ``__init__`` only fills in defaults
+    for omitted fields and a copy omits none, while pyrlp's path deep-copies every field and merges and checks
+    keyword arguments twice over (a block makes some ten header copies)."""
+    if args or not isinstance(self, BlockHeaderAPI):
+        return _pyrlp_copy(self, *args, **overrides)
+    meta = self._meta
+    if not overrides.keys() <= set(meta.field_names):
+        return _pyrlp_copy(self, **overrides)  # pyrlp's error for an unknown field
+    new = object.__new__(type(self))
+    for name, attr in zip(meta.field_names, meta.field_attrs, strict=True):
+        setattr(new, attr, make_immutable(overrides[name]) if name in overrides else getattr(self, attr))
+    return new
+
+
+BaseSerializable.copy = _copy  # type: ignore[method-assign]
 TypedTransaction.__deepcopy__ = _itself  # type: ignore[attr-defined]
 TypedReceipt.__deepcopy__ = _itself  # type: ignore[attr-defined]
 
