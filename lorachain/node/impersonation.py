@@ -12,7 +12,8 @@ from typing import Any
 
 from eth.abc import SignedTransactionAPI
 from eth_account import Account
-from eth_utils import keccak
+
+from lorachain.hashing import keccak
 
 RECORD_PREFIX = b"lorachain:impersonated:"
 

@@ -19,9 +19,10 @@ from typing import Any
 from eth.abc import BlockHeaderAPI, SignedTransactionAPI, StateAPI
 from eth.vm.forks.london.headers import calculate_expected_base_fee_per_gas
 from eth_account import Account
-from eth_utils import keccak, to_canonical_address
+from eth_utils import to_canonical_address
 
 from lorachain.genesis.accounts import dev_accounts
+from lorachain.hashing import keccak
 from lorachain.node import metrics, tx_sender
 from lorachain.node.chain import DEV_EDIT_EXTRA_DATA, Blockchain, BuiltBlock, ChainError
 from lorachain.node.clock import BlockClock

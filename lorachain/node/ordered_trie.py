@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import rlp
 from eth.constants import BLANK_ROOT_HASH
-from eth_utils import keccak
 
+from lorachain.hashing import keccak
 from lorachain.node.trie_nodes import encode_node
 
 Node = list  # a decoded trie node: [path, value] (leaf/extension) or 17 items (branch)

@@ -28,9 +28,10 @@ from eth.db.storage import AccountStorageDB, StorageLookup
 from eth.rlp.accounts import Account
 from eth.validation import validate_canonical_address, validate_uint64, validate_uint256
 from eth_typing import Address, Hash32
-from eth_utils import ValidationError, keccak
+from eth_utils import ValidationError
 from trie import HexaryTrie
 
+from lorachain.hashing import keccak
 from lorachain.node.trie_nodes import encode_node, trie_get
 from lorachain.node.trie_update import node_loader, updated_root
 

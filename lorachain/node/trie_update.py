@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from eth.constants import BLANK_ROOT_HASH
-from eth_utils import keccak
 
+from lorachain.hashing import keccak
 from lorachain.node.ordered_trie import hex_prefix, nibbles
 from lorachain.node.trie_nodes import NODE_CACHE, encode_node
 

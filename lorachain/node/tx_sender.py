@@ -17,7 +17,8 @@ from __future__ import annotations
 import coincurve
 import rlp
 from eth.abc import SignedTransactionAPI
-from eth_utils import keccak
+
+from lorachain.hashing import keccak
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 TYPED_WITH_SIGNATURE_AT_END = (1, 2, 4)  # EIP-2930, EIP-1559, EIP-7702: [..., y_parity, r, s]

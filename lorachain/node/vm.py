@@ -20,6 +20,7 @@ Two hot spots of py-evm's block building are replaced:
 - a typed transaction's sender is recovered from its encoding in one libsecp256k1 call (:mod:`tx_sender`;
   py-evm's own recovery decides whenever that module declines), for blocks read back from the store, imported
   or derived, as for transactions admitted over RPC;
+- keccak-256 is the C extension called directly (:mod:`lorachain.hashing`), in py-evm and py-trie too;
 - a block header's ``copy`` skips its constructor (pyrlp re-validates every field of every copy);
 - a typed receipt is encoded directly (:mod:`receipt_encoding`), not through pyrlp's sedes machinery;
 - a typed transaction or receipt remembers its encoding (they are immutable): a block's transactions were
@@ -45,6 +46,7 @@ from eth.vm.message import Message
 from rlp.sedes.serializable import BaseSerializable, make_immutable
 from trie import HexaryTrie
 
+from lorachain import hashing
 from lorachain.node.fast_opcodes import fast_opcodes
 from lorachain.node.ordered_trie import ordered_trie_root_and_nodes
 from lorachain.node.receipt_encoding import encode_receipt, is_plain_receipt
@@ -129,6 +131,7 @@ def _typed_receipt_encode(self: Any) -> bytes:
 TypedReceipt.encode = _remembering(_typed_receipt_encode)  # type: ignore[method-assign]
 
 eth.vm.base.make_trie_root_and_nodes = make_trie_root_and_nodes  # type: ignore[attr-defined]
+hashing.install_in()  # py-evm's and py-trie's keccak without eth-utils' argument conversion
 eth.db.chain.make_trie_root_and_nodes = make_trie_root_and_nodes  # type: ignore[attr-defined]
 
 
