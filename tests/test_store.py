@@ -291,3 +291,22 @@ def test_rejected_block_leaves_no_trace(tmp_path) -> None:
         assert reopened.head.hash == genesis_hash
     finally:
         reopened.close()
+
+
+def test_the_map_grows_when_a_commit_finds_it_full(tmp_path) -> None:
+    import os
+
+    path = tmp_path / "db"
+    db = LmdbStore(path, map_size=1 << 20)  # 1 MiB: the batches below need several times that
+    batches = [{os.urandom(32): os.urandom(500) for _ in range(2000)} for _ in range(4)]
+    db[b"before"] = b"kept"
+    assert db[b"before"] == b"kept"  # a read transaction is open across the growth below
+    for batch in batches:
+        db.write_batch(batch)
+    assert db.env.info()["map_size"] > 1 << 20
+    assert all(db[key] == value for batch in batches for key, value in batch.items())
+    db.close()
+    reopened = LmdbStore(path, map_size=1 << 20)  # a smaller request: LMDB keeps the data's size
+    assert reopened[b"before"] == b"kept"
+    assert all(reopened[key] == value for key, value in batches[-1].items())
+    reopened.close()

@@ -12,6 +12,13 @@ of it. How durable a commit is against the *machine* failing is the store's :dat
   and on close. A commit is in the OS's page cache when it returns, so a killed process (``kill -9``) loses
   nothing; a power loss may lose the last interval's commits and, as LMDB documents, can corrupt the store.
   A devnet's choice (Hardhat and Anvil keep their chain in memory): an fsync costs ~4-8 ms a block here.
+
+The environment is opened with ``MDB_WRITEMAP``: a write transaction edits the memory map in place instead of
+copying each touched page into a buffer first, which made a block's commit (~70 keys, most of them trie nodes
+at random positions) ~3x cheaper here (750 -> 225 µs). LMDB's commit point is still the meta page, so a killed
+process leaves the last committed block. With a writable map the data file is as large as the map (sparse:
+the disk holds only what is used), so the map starts at :data:`INITIAL_MAP_SIZE` and doubles whenever a commit
+finds it full, instead of reserving LMDB's usual terabyte up front.
 """
 
 from __future__ import annotations
@@ -28,8 +35,7 @@ from eth.db.backends.base import BaseDB
 
 _DELETED = object()
 
-# Default map size: LMDB reserves address space, not disk. 1 TiB is the usual choice on 64-bit hosts.
-DEFAULT_MAP_SIZE = 1 << 40
+INITIAL_MAP_SIZE = 1 << 30  # the map (and the data file's apparent size) doubles from here as the chain grows
 SYNC_MODES = ("full", "data", "none")
 SYNC_INTERVAL_S = 1.0  # sync "none": the background flush's period
 
@@ -39,7 +45,7 @@ log = logging.getLogger("lorachain.store")
 class LmdbStore(BaseDB):
     """py-evm ``DatabaseAPI`` over one LMDB environment (one named database, "evm")."""
 
-    def __init__(self, path: str | os.PathLike[str], map_size: int = DEFAULT_MAP_SIZE, sync: str = "full",
+    def __init__(self, path: str | os.PathLike[str], map_size: int = INITIAL_MAP_SIZE, sync: str = "full",
                  sync_interval_s: float = SYNC_INTERVAL_S) -> None:  # fmt: skip
         if sync not in SYNC_MODES:
             raise ValueError(f"unknown sync mode {sync!r}: one of {', '.join(SYNC_MODES)}")
@@ -55,6 +61,7 @@ class LmdbStore(BaseDB):
             metasync=sync == "full",
             lock=True,
             readahead=False,
+            writemap=True,
         )
         self._db = self.env.open_db(b"evm")
         self._read_txn: lmdb.Transaction | None = None
@@ -105,12 +112,22 @@ class LmdbStore(BaseDB):
     def write_batch(self, items: dict[bytes, object]) -> None:
         """Apply a dict of key -> bytes (or deletion) in one atomic, durable transaction."""
         self._end_read()
-        with self.env.begin(db=self._db, write=True) as txn:
-            for key, value in items.items():
-                if value is _DELETED:
-                    txn.delete(key)
-                else:
-                    txn.put(key, value)  # type: ignore[arg-type]
+        while True:
+            try:
+                with self.env.begin(db=self._db, write=True) as txn:
+                    for key, value in items.items():
+                        if value is _DELETED:
+                            txn.delete(key)
+                        else:
+                            txn.put(key, value)  # type: ignore[arg-type]
+                return
+            except lmdb.MapFullError:  # the transaction was aborted whole: grow the map and write it again
+                self._grow()
+
+    def _grow(self) -> None:
+        size = self.env.info()["map_size"] * 2
+        log.info("LMDB map of %s full: growing it to %d MiB", self.path, size >> 20)
+        self.env.set_mapsize(size)
 
     def iterate_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Yield (key, value) pairs whose key starts with ``prefix``, in key order."""

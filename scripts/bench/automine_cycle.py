@@ -37,14 +37,11 @@ def main() -> int:
     from eth_account import Account
     from eth_utils import keccak, to_checksum_address
 
-    import lorachain.node.store as store
     from lorachain.genesis.accounts import dev_accounts
     from lorachain.genesis.genesis import devnet_genesis, parse_genesis
     from lorachain.node.chain import Blockchain
     from lorachain.node.node import Node, NodeConfig
 
-    # valgrind cannot reserve LMDB's default 1 TiB of address space
-    store.LmdbStore.__init__.__defaults__ = (1 << 30, *store.LmdbStore.__init__.__defaults__[1:])
     senders = dev_accounts()[: args.block_size]
     chain = Blockchain.initialize(
         tempfile.mkdtemp(prefix="automine-cycle-"), parse_genesis(devnet_genesis()), sync="none"
