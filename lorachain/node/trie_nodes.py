@@ -46,12 +46,13 @@ def encode_node(node: Any) -> bytes:
         length = len(node)
         if length == 1 and node[0] < 0x80:
             return node
-        return _length_prefix(length, 0x80) + node
+        return length_prefix(length, 0x80) + node
     payload = b"".join([encode_node(item) for item in node])
-    return _length_prefix(len(payload), 0xC0) + payload
+    return length_prefix(len(payload), 0xC0) + payload
 
 
-def _length_prefix(length: int, offset: int) -> bytes:
+def length_prefix(length: int, offset: int) -> bytes:
+    """The rlp prefix of a string (``offset`` 0x80) or list (0xC0) whose payload is ``length`` bytes long."""
     if length < 56:
         return bytes((offset + length,))
     size = length.to_bytes((length.bit_length() + 7) // 8, "big")

@@ -19,17 +19,11 @@ import rlp
 from eth.abc import SignedTransactionAPI
 
 from lorachain.hashing import keccak
+from lorachain.node.trie_nodes import encode_node, length_prefix
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 TYPED_WITH_SIGNATURE_AT_END = (1, 2, 4)  # EIP-2930, EIP-1559, EIP-7702: [..., y_parity, r, s]
 REMEMBERED_ENCODING = "_encoded"  # where lorachain.node.vm keeps a typed transaction's (or receipt's) encoding
-
-
-def _list_prefix(length: int) -> bytes:
-    if length < 56:
-        return bytes([0xC0 + length])
-    size = length.to_bytes((length.bit_length() + 7) // 8, "big")
-    return bytes([0xF7 + len(size)]) + size
 
 
 def _list_body(encoded: bytes) -> bytes:
@@ -39,18 +33,9 @@ def _list_body(encoded: bytes) -> bytes:
     return encoded[start:]
 
 
-def _encoded_length(item: bytes) -> int:
-    """Length of the canonical rlp encoding of a byte string."""
-    if len(item) == 1 and item[0] < 0x80:
-        return 1
-    if len(item) < 56:
-        return 1 + len(item)
-    return 1 + (len(item).bit_length() + 7) // 8 + len(item)
-
-
 def _without_signature(body: bytes, items: list) -> bytes:
     """``body`` (the encoded items) without its last three items (v, r, s)."""
-    return body[: len(body) - sum(_encoded_length(item) for item in items[-3:])]
+    return body[: len(body) - sum(len(encode_node(item)) for item in items[-3:])]
 
 
 def signing_hash_and_signature(raw: bytes) -> tuple[bytes, bytes] | None:
@@ -74,14 +59,14 @@ def signing_hash_and_signature(raw: bytes) -> tuple[bytes, bytes] | None:
             unsigned += rlp.encode(chain_id) + b"\x80\x80"
         else:
             return None
-        payload = _list_prefix(len(unsigned)) + unsigned
+        payload = length_prefix(len(unsigned), 0xC0) + unsigned
     elif raw[0] in TYPED_WITH_SIGNATURE_AT_END:  # type || rlp([..., y_parity, r, s])
         items = rlp.decode(raw[1:])
         if len(items) < 4 or not all(isinstance(item, bytes) for item in items[-3:]) or items[-3] not in (b"", b"\x01"):
             return None
         recovery_id = 1 if items[-3] else 0
         unsigned = _without_signature(_list_body(raw[1:]), items)
-        payload = raw[:1] + _list_prefix(len(unsigned)) + unsigned
+        payload = raw[:1] + length_prefix(len(unsigned), 0xC0) + unsigned
     else:
         return None
     r, s = int.from_bytes(items[-2], "big"), int.from_bytes(items[-1], "big")

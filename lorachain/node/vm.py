@@ -1,6 +1,6 @@
 """py-evm VMs with the node's faster block assembly; consensus behaviour is unchanged.
 
-Two hot spots of py-evm's block building are replaced:
+Hot spots of py-evm's block building and execution, replaced where py-evm looks them up:
 
 - the ordered tries that commit to transactions, receipts and withdrawals are built bottom-up in one
   pass (:mod:`ordered_trie`, checked node-for-node against py-evm's builder in the tests) instead of by
@@ -131,8 +131,8 @@ def _typed_receipt_encode(self: Any) -> bytes:
 TypedReceipt.encode = _remembering(_typed_receipt_encode)  # type: ignore[method-assign]
 
 eth.vm.base.make_trie_root_and_nodes = make_trie_root_and_nodes  # type: ignore[attr-defined]
-hashing.install_in()  # py-evm's and py-trie's keccak without eth-utils' argument conversion
 eth.db.chain.make_trie_root_and_nodes = make_trie_root_and_nodes  # type: ignore[attr-defined]
+hashing.install_in()  # py-evm's, py-trie's and eth-bloom's keccak: the C extension directly
 
 
 def _cached_get_node(trie: HexaryTrie, node_hash: bytes) -> Any:
