@@ -27,6 +27,7 @@ from eth.db.journal import JournalDB
 from eth.db.storage import AccountStorageDB, StorageLookup
 from eth.rlp.accounts import Account
 from eth.validation import validate_canonical_address, validate_uint64, validate_uint256
+from eth.vm.interrupt import MissingStorageTrieNode
 from eth_typing import Address, Hash32
 from eth_utils import ValidationError
 from trie import HexaryTrie
@@ -120,6 +121,37 @@ class BatchedAccountStorageDB(AccountStorageDB):
         self._storage_cache = CacheDB(self._storage_lookup)
         self._locked_changes = JournalDB(self._storage_cache)
         self._journal_storage = JournalDB(self._locked_changes)
+
+    # py-evm's get/set, with a slot value's rlp (a minimal big-endian integer) read and written directly
+    # instead of through pyrlp's sedes inference (SLOAD and SSTORE read and write a value several times each).
+    def get(self, slot: int, from_journal: bool = True) -> int:
+        self._accessed_slots.add(slot)
+        lookup_db = self._journal_storage if from_journal else self._locked_changes
+        try:
+            encoded = lookup_db[slot.to_bytes((slot.bit_length() + 7) // 8 or 1, "big")]
+        except MissingStorageTrieNode:
+            raise
+        except KeyError:
+            return 0
+        return _decode_slot_value(encoded) if encoded else 0
+
+    def set(self, slot: int, value: int) -> None:
+        if not value:
+            super().set(slot, value)  # a deletion: py-evm's own bookkeeping
+            return
+        key = slot.to_bytes((slot.bit_length() + 7) // 8 or 1, "big")
+        self._journal_storage[key] = encode_node(value.to_bytes((value.bit_length() + 7) // 8, "big"))
+
+
+def _decode_slot_value(encoded: bytes) -> int:
+    """``rlp.decode(encoded, sedes=big_endian_int)``: canonical encodings directly, anything else through pyrlp
+    (which raises for a non-canonical one, as py-evm would)."""
+    first = encoded[0]
+    if len(encoded) == 1 and first < 0x80:
+        return first
+    if 0x81 <= first <= 0xA0 and len(encoded) == first - 0x7F and encoded[1] and (first > 0x81 or encoded[1] >= 0x80):
+        return int.from_bytes(encoded[1:], "big")
+    return rlp.decode(encoded, sedes=rlp.sedes.big_endian_int)
 
 
 class FlatAccounts:
