@@ -6,16 +6,25 @@ that reverts, gas refunds, and EIP-7623's calldata floor."""
 
 from __future__ import annotations
 
+import random
+
+import pytest
 import rlp
 from eth.chains.base import Chain
 from eth.db.atomic import AtomicDB
+from eth.rlp.logs import Log
+from eth.rlp.receipts import Receipt
+from eth.vm.forks.prague import PragueVM
+from eth.vm.forks.prague.blocks import PragueBlockHeader
+from eth.vm.forks.prague.constants import DEPOSIT_CONTRACT_ADDRESS, DEPOSIT_EVENT_SIGNATURE_HASH
 from eth_account import Account
 from eth_utils import keccak, to_checksum_address
 
 from lorachain.genesis.accounts import dev_accounts
 from lorachain.genesis.genesis import devnet_genesis, parse_genesis
-from lorachain.node import tx_sender
+from lorachain.node import tx_sender, vm
 from lorachain.node.chain import Blockchain
+from lorachain.node.vm import deposit_request_data
 
 SENDERS = dev_accounts()[:4]
 # runtime: slot0 = calldataload(0) (a zero argument clears the slot: refund); return
@@ -90,15 +99,6 @@ class _BlockOfReceipts:
 
 
 def test_deposit_request_scan_matches_py_evms() -> None:
-    import random
-
-    from eth.rlp.logs import Log
-    from eth.rlp.receipts import Receipt
-    from eth.vm.forks.prague import PragueVM
-    from eth.vm.forks.prague.constants import DEPOSIT_CONTRACT_ADDRESS, DEPOSIT_EVENT_SIGNATURE_HASH
-
-    from lorachain.node.vm import deposit_request_data
-
     rng = random.Random(5)
     topic = int.from_bytes(DEPOSIT_EVENT_SIGNATURE_HASH, "big")
     other = b"\x55" * 20
@@ -123,11 +123,6 @@ class _NoChain:
 
 
 def test_a_header_copy_is_pyrlps() -> None:
-    import pytest
-    from eth.vm.forks.prague.blocks import PragueBlockHeader
-
-    from lorachain.node import vm
-
     header = PragueBlockHeader(difficulty=0, block_number=7, gas_limit=30_000_000, timestamp=1234,
                                extra_data=b"x" * 5, base_fee_per_gas=10**9)  # fmt: skip
     changes = {"gas_used": 21000, "bloom": 2**2047 + 5, "state_root": b"\x11" * 32, "extra_data": b"yz"}

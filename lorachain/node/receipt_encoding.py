@@ -13,7 +13,7 @@ from typing import Any
 
 from eth.rlp.receipts import Receipt
 
-from lorachain.node.trie_nodes import encode_node
+from lorachain.node.trie_nodes import encode_node, rlp_int
 
 RECEIPT_FIELDS = ("state_root", "gas_used", "bloom", "logs")
 
@@ -25,8 +25,5 @@ def is_plain_receipt(receipt: Any) -> bool:
 
 def encode_receipt(receipt: Receipt) -> bytes:
     """``rlp.encode(receipt)`` for a plain receipt (see :func:`is_plain_receipt`)."""
-    gas = receipt.gas_used
     logs = [[log.address, [topic.to_bytes(32, "big") for topic in log.topics], log.data] for log in receipt.logs]
-    return encode_node(
-        [receipt.state_root, gas.to_bytes((gas.bit_length() + 7) // 8, "big"), receipt.bloom.to_bytes(256, "big"), logs]
-    )
+    return encode_node([receipt.state_root, rlp_int(receipt.gas_used), receipt.bloom.to_bytes(256, "big"), logs])

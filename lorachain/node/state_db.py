@@ -29,11 +29,11 @@ from eth.rlp.accounts import Account
 from eth.validation import validate_canonical_address, validate_uint64, validate_uint256
 from eth.vm.interrupt import MissingStorageTrieNode
 from eth_typing import Address, Hash32
-from eth_utils import ValidationError
+from eth_utils import ValidationError, int_to_big_endian
 from trie import HexaryTrie
 
 from lorachain.hashing import keccak
-from lorachain.node.trie_nodes import encode_node, trie_get
+from lorachain.node.trie_nodes import encode_node, rlp_int, trie_get
 from lorachain.node.trie_update import node_loader, updated_root
 
 _Pending = dict[bytes, bytes | None]  # hashed slot -> rlp value, or None: deleted
@@ -128,7 +128,7 @@ class BatchedAccountStorageDB(AccountStorageDB):
         self._accessed_slots.add(slot)
         lookup_db = self._journal_storage if from_journal else self._locked_changes
         try:
-            encoded = lookup_db[slot.to_bytes((slot.bit_length() + 7) // 8 or 1, "big")]
+            encoded = lookup_db[int_to_big_endian(slot)]  # py-evm's key for the slot
         except MissingStorageTrieNode:
             raise
         except KeyError:
@@ -139,8 +139,7 @@ class BatchedAccountStorageDB(AccountStorageDB):
         if not value:
             super().set(slot, value)  # a deletion: py-evm's own bookkeeping
             return
-        key = slot.to_bytes((slot.bit_length() + 7) // 8 or 1, "big")
-        self._journal_storage[key] = encode_node(value.to_bytes((value.bit_length() + 7) // 8, "big"))
+        self._journal_storage[int_to_big_endian(slot)] = encode_node(rlp_int(value))
 
 
 def _decode_slot_value(encoded: bytes) -> int:
@@ -192,11 +191,10 @@ def _decode_account(encoded: bytes) -> Account:
 
 def _encode_account(account: Account) -> bytes:
     """``rlp.encode(account, sedes=Account)``, without pyrlp's generic machinery."""
-    nonce, balance = account.nonce, account.balance
     return encode_node(
         [
-            nonce.to_bytes((nonce.bit_length() + 7) // 8, "big"),
-            balance.to_bytes((balance.bit_length() + 7) // 8, "big"),
+            rlp_int(account.nonce),
+            rlp_int(account.balance),
             account.storage_root,
             account.code_hash,
         ]

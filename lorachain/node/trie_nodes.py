@@ -51,11 +51,16 @@ def encode_node(node: Any) -> bytes:
     return length_prefix(len(payload), 0xC0) + payload
 
 
+def rlp_int(value: int) -> bytes:
+    """An integer as rlp carries it: minimal big-endian bytes, empty for zero."""
+    return value.to_bytes((value.bit_length() + 7) // 8, "big")
+
+
 def length_prefix(length: int, offset: int) -> bytes:
     """The rlp prefix of a string (``offset`` 0x80) or list (0xC0) whose payload is ``length`` bytes long."""
     if length < 56:
         return bytes((offset + length,))
-    size = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    size = rlp_int(length)
     return bytes((offset + 55 + len(size),)) + size
 
 

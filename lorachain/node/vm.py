@@ -81,7 +81,7 @@ def _copy(self: Any, *args: Any, **overrides: Any) -> Any:
     if args or not isinstance(self, BlockHeaderAPI):
         return _pyrlp_copy(self, *args, **overrides)
     meta = self._meta
-    if not overrides.keys() <= set(meta.field_names):
+    if not all(name in meta.field_names for name in overrides):
         return _pyrlp_copy(self, **overrides)  # pyrlp's error for an unknown field
     new = object.__new__(type(self))
     for name, attr in zip(meta.field_names, meta.field_attrs, strict=True):
