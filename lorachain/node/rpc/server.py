@@ -27,6 +27,7 @@ from lorachain.node.rpc.errors import (
     PARSE_ERROR,
     RpcError,
 )
+from lorachain.node.rpc.http_protocol import JsonRpcHttpProtocol, error_body, json_bytes
 
 log = logging.getLogger("lorachain.rpc")
 
@@ -149,14 +150,15 @@ class RpcServer:
         self.app.router.add_get("/ws", self._websocket)
         self.app.router.add_post("/", self._http)
         self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
+        self._connections: set[JsonRpcHttpProtocol] = set()
         self._sockets: set[web.WebSocketResponse] = set()
         self.port: int | None = None
 
     def _cors(self, response: web.StreamResponse, request: web.Request) -> web.StreamResponse:
-        origin = request.headers.get("Origin")
-        if origin and (self.cors_origins == "*" or origin in self.cors_origins.split(",")):
-            response.headers["Access-Control-Allow-Origin"] = "*" if self.cors_origins == "*" else origin
-            response.headers["Vary"] = "Origin"
+        for line in self.cors_header_lines(request.headers.get("Origin")).splitlines():
+            name, value = line.split(": ", 1)
+            response.headers[name] = value
         return response
 
     async def _preflight(self, request: web.Request) -> web.StreamResponse:
@@ -176,31 +178,36 @@ class RpcServer:
         return web.json_response(self.health())
 
     async def _http(self, request: web.Request) -> web.StreamResponse:
-        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-            return self._cors(
-                web.json_response(
-                    _error_response(None, RpcError(INVALID_REQUEST, "content length too large")), status=413
-                ),
-                request,
-            )
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return self._cors(
-                web.json_response(
-                    _error_response(None, RpcError(INVALID_REQUEST, "content length too large")), status=413
-                ),
-                request,
-            )
+        """A POST on a connection aiohttp serves (one that began with another request)."""
+        too_large = request.content_length is not None and request.content_length > MAX_BODY_BYTES
+        if not too_large:
+            try:
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                too_large = True
+        if too_large:
+            status, payload = 413, error_body("content length too large")
+        else:
+            status, payload = await self.answer_post(body)
+        return self._cors(web.Response(status=status, body=payload, content_type="application/json"), request)
+
+    async def answer_post(self, body: bytes) -> tuple[int, bytes]:
+        """(HTTP status, response body) for a JSON-RPC POST body, whichever transport carried it."""
         try:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError):
-            response = _error_response(None, RpcError(PARSE_ERROR, "parse error"))
-            return self._cors(web.json_response(response), request)
+            return 200, json_bytes(_error_response(None, RpcError(PARSE_ERROR, "parse error")))
         result = await self.dispatcher.handle_payload(payload, CallContext())
         if result is None or result == []:
-            return self._cors(web.Response(status=200, text=""), request)
-        return self._cors(web.Response(text=json.dumps(result), content_type="application/json"), request)
+            return 200, b""
+        return 200, json_bytes(result)
+
+    def cors_header_lines(self, origin: str | None) -> str:
+        """The CORS response header lines for a request from ``origin`` (none for a disallowed one)."""
+        if origin and (self.cors_origins == "*" or origin in self.cors_origins.split(",")):
+            allowed = "*" if self.cors_origins == "*" else origin
+            return f"Access-Control-Allow-Origin: {allowed}\r\nVary: Origin\r\n"
+        return ""
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(max_msg_size=MAX_BODY_BYTES, heartbeat=30)
@@ -240,15 +247,27 @@ class RpcServer:
         return ws
 
     async def start(self, host: str, port: int) -> int:
+        """Listen on ``host:port``: POST connections on the lean protocol, the rest through aiohttp."""
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_address=True)
-        await site.start()
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-        self.port = sockets[0].getsockname()[1] if sockets else port
+        aiohttp_protocol = self._runner.server
+        assert aiohttp_protocol is not None
+
+        def protocol() -> JsonRpcHttpProtocol:
+            return JsonRpcHttpProtocol(
+                self.answer_post, self.cors_header_lines, aiohttp_protocol, MAX_BODY_BYTES, self._connections
+            )
+
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(protocol, host, port, reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 
     async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self._connections):
+            connection.close()
         for ws in list(self._sockets):
             await ws.close()
         if self._runner is not None:
