@@ -262,26 +262,58 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--rollup-config", help="rollup.json: run as a node of this OP Stack L2 (needs --l1)")
     p.add_argument("--l1", help="L1 JSON-RPC URL: the sequencer's L1 origins and deposits, the validator's source")
-    p.add_argument("--role", choices=["sequencer", "validator"], default="sequencer",
-                   help="with --rollup-config: build the L2 (sequencer) or derive it from L1 + DA (validator)")
+    p.add_argument(
+        "--role",
+        choices=["sequencer", "validator"],
+        default="sequencer",
+        help="with --rollup-config: build the L2 (sequencer) or derive it from L1 + DA (validator)",
+    )
     p.add_argument("--da", help="DA server URL (eigenda-proxy API): alt-DA batches for derivation and the safe head")
     p.add_argument("--sequencer", help="validator: the sequencer's JSON-RPC URL, to compare every derived block")
     # tests only: a lying sequencer, for the validator's divergence checks
     p.add_argument("--fault", choices=["tamper-state", "tamper-ai-output"], default=None, help=argparse.SUPPRESS)
-    p.add_argument("--p2p.listen", dest="p2p_listen", help="rollup: gossip unsafe blocks (libp2p), listening on this "
-                   "multiaddr, e.g. /ip4/127.0.0.1/tcp/9222 (any --p2p.* peer option also turns gossip on)")
-    p.add_argument("--p2p.static", dest="p2p_static", action="append", help="static peer multiaddr(s) "
-                   "/ip4/IP/tcp/PORT/p2p/PEERID, comma-separated or repeated: dialled and kept connected")
-    p.add_argument("--p2p.bootnodes", dest="p2p_bootnodes", action="append",
-                   help="bootnode multiaddr(s), comma-separated or repeated: dialled at start")
-    p.add_argument("--p2p.priv.path", dest="p2p_priv_path",
-                   help="the node's libp2p identity key (hex secp256k1; made if missing; default DATADIR/p2p/node.key)")
-    p.add_argument("--p2p.sequencer.key", dest="p2p_sequencer_key",
-                   help="sequencer: the unsafe-block signer's private key (default with --dev: dev account 7)")
-    p.add_argument("--p2p.unsafe-signer", dest="p2p_unsafe_signer", help="validator: the unsafe-block signer "
-                   "address (default: unsafe_block_signer of the rollup config; with --dev: dev account 7)")
-    p.add_argument("--p2p.ban-threshold", dest="p2p_ban_threshold", type=float, default=None,
-                   help="score at which a peer sending invalid blocks is banned and disconnected (default -40)")
+    p.add_argument(
+        "--p2p.listen",
+        dest="p2p_listen",
+        help="rollup: gossip unsafe blocks (libp2p), listening on this "
+        "multiaddr, e.g. /ip4/127.0.0.1/tcp/9222 (any --p2p.* peer option also turns gossip on)",
+    )
+    p.add_argument(
+        "--p2p.static",
+        dest="p2p_static",
+        action="append",
+        help="static peer multiaddr(s) "
+        "/ip4/IP/tcp/PORT/p2p/PEERID, comma-separated or repeated: dialled and kept connected",
+    )
+    p.add_argument(
+        "--p2p.bootnodes",
+        dest="p2p_bootnodes",
+        action="append",
+        help="bootnode multiaddr(s), comma-separated or repeated: dialled at start",
+    )
+    p.add_argument(
+        "--p2p.priv.path",
+        dest="p2p_priv_path",
+        help="the node's libp2p identity key (hex secp256k1; made if missing; default DATADIR/p2p/node.key)",
+    )
+    p.add_argument(
+        "--p2p.sequencer.key",
+        dest="p2p_sequencer_key",
+        help="sequencer: the unsafe-block signer's private key (default with --dev: dev account 7)",
+    )
+    p.add_argument(
+        "--p2p.unsafe-signer",
+        dest="p2p_unsafe_signer",
+        help="validator: the unsafe-block signer "
+        "address (default: unsafe_block_signer of the rollup config; with --dev: dev account 7)",
+    )
+    p.add_argument(
+        "--p2p.ban-threshold",
+        dest="p2p_ban_threshold",
+        type=float,
+        default=None,
+        help="score at which a peer sending invalid blocks is banned and disconnected (default -40)",
+    )
     p.add_argument("--p2p.trace", dest="p2p_trace", help=argparse.SUPPRESS)  # benchmarks: publish/apply times, JSONL
     p.add_argument("--profile", help="write a cProfile of the node's run to this file on exit")
     p.add_argument("--allow-unprotected-txs", action="store_true", help="accept legacy txs without chain id")

@@ -151,7 +151,6 @@ def check_unique(examples: Sequence[Example]) -> None:
 # ----------------------------------------------------------------------------------------------- snapshots
 
 
-
 def snapshots_of(examples: Sequence[Example]) -> list[tuple[int, bytes]]:
     """(datanet id, root) of each datanet in ``examples``, by datanet id, folding in the order given."""
     ids = sorted({e.datanet_id for e in examples})

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from eth._utils.spoof import SpoofAttributes
 from eth.abc import ComputationAPI, StateAPI, VirtualMachineAPI
+from eth.constants import DEFAULT_SPOOF_R, DEFAULT_SPOOF_S, DEFAULT_SPOOF_Y_PARITY
 from eth.exceptions import OutOfGas, Revert
 
 from lorachain.revert_data import revert_reason
@@ -85,7 +85,34 @@ def build_call_transaction(vm_class: type[VirtualMachineAPI], state: StateAPI, p
         data=params.data,
         access_list=[(addr, tuple(slots)) for addr, slots in params.access_list],
     )
-    return SpoofAttributes(unsigned, from_=params.sender)
+    return CallTransaction(unsigned, params.sender)
+
+
+class CallTransaction:
+    """An unsigned transaction executed as if ``sender`` had signed it: py-evm's ``SpoofAttributes`` (the
+    sender, the type id, placeholder signature values), with the fields execution reads copied once so
+    that each read is a plain attribute rather than a ``__getattr__`` round trip."""
+
+    _COPIED = ("gas", "to", "value", "data", "nonce", "access_list", "max_fee_per_gas",
+               "max_priority_fee_per_gas", "intrinsic_gas", "chain_id")  # fmt: skip
+
+    def __init__(self, unsigned: Any, sender: bytes) -> None:
+        self._unsigned = unsigned
+        self.sender = sender
+        self.type_id = getattr(unsigned, "_type_id", None)
+        self.y_parity, self.r, self.s = DEFAULT_SPOOF_Y_PARITY, DEFAULT_SPOOF_R, DEFAULT_SPOOF_S
+        for name in self._COPIED:
+            if hasattr(unsigned, name):
+                setattr(self, name, getattr(unsigned, name))
+
+    def get_sender(self) -> bytes:
+        return self.sender
+
+    def copy(self, **changes: Any) -> CallTransaction:
+        return CallTransaction(self._unsigned.copy(**changes), self.sender)
+
+    def __getattr__(self, name: str) -> Any:  # anything not set here: the unsigned transaction's own
+        return getattr(self._unsigned, name)
 
 
 def execute(state: StateAPI, tx: Any) -> ComputationAPI:

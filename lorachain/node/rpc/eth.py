@@ -223,10 +223,11 @@ class EthApi:
 
     # -- calls -----------------------------------------------------------------------------------
     @contextmanager
-    def _call_state(self, tx_obj: Any, block: Any, overrides: Any, block_over: Any) -> Iterator[tuple[Any, ...]]:
-        """(params, state, vm class) for a call; state changes are reverted when the block exits."""
+    def _call_state(
+        self, tx_obj: Any, header: BlockHeaderAPI, overrides: Any, block_over: Any
+    ) -> Iterator[tuple[Any, ...]]:
+        """(params, state, vm class) for a call at ``header``; state changes are reverted when the block exits."""
         params = parse_call(tx_obj)
-        header = resolve_block(self.node, block)
         context = block_overrides(header, block_over)
         if not params.fee_given and hasattr(header, "base_fee_per_gas"):
             context.setdefault("base_fee_per_gas", 0)  # geth's NoBaseFee for calls without a price
@@ -239,17 +240,11 @@ class EthApi:
         """Execute a call; results are memoised per block, since a call's outcome is a pure function of
         (block, call object, overrides) — dApps poll the same views every block."""
         header = resolve_block(self.node, block)
-        try:
-            key = (header.hash, json.dumps([tx_obj, overrides, block_over], sort_keys=True))
-        except (TypeError, ValueError):
-            key = None
+        key = _call_key(header.hash, tx_obj, overrides, block_over)
         cached = self._call_cache.get(key) if key is not None else None
         if cached is None:
             try:
-                cached = (
-                    True,
-                    self._execute_call(tx_obj, {"blockHash": codec.data(header.hash)}, overrides, block_over),
-                )
+                cached = (True, self._execute_call(tx_obj, header, overrides, block_over))
             except RpcError as err:
                 cached = (False, err)
             if key is not None:
@@ -259,8 +254,8 @@ class EthApi:
             raise value
         return value
 
-    def _execute_call(self, tx_obj: Any, block: Any, overrides: Any, block_over: Any) -> str:
-        with self._call_state(tx_obj, block, overrides, block_over) as (params, state, vm_class):
+    def _execute_call(self, tx_obj: Any, header: BlockHeaderAPI, overrides: Any, block_over: Any) -> str:
+        with self._call_state(tx_obj, header, overrides, block_over) as (params, state, vm_class):
             if params.gas is None:
                 params.gas = execution.RPC_GAS_CAP
             computation = self._run(state, vm_class, params)
@@ -286,7 +281,7 @@ class EthApi:
             cap = min(cap, requested)
 
         def attempt(gas: int) -> tuple[Any, Any]:
-            with self._call_state(tx_obj, block, overrides, None) as (params, state, vm_class):
+            with self._call_state(tx_obj, header, overrides, None) as (params, state, vm_class):
                 params.gas = gas
                 tx = execution.build_call_transaction(vm_class, state, params)
                 if tx.intrinsic_gas > gas:
@@ -298,7 +293,7 @@ class EthApi:
 
         tx, first = attempt(cap)
         if first is not None and not first.is_error and not tx.data and tx.to:
-            with self._call_state(tx_obj, block, overrides, None) as (params, state, _):
+            with self._call_state(tx_obj, header, overrides, None) as (params, state, _):
                 plain_transfer = not state.get_code(params.to)
             if plain_transfer:  # exactly the intrinsic gas, as geth
                 return codec.quantity(tx.intrinsic_gas)
@@ -329,14 +324,15 @@ class EthApi:
 
     def eth_createAccessList(self, tx_obj: Any, block: Any = "latest") -> dict[str, Any]:
         """Run the call, collect the addresses and slots it touched, and price the call with them."""
-        with self._call_state(tx_obj, block, None, None) as (params, state, vm_class):
+        header = resolve_block(self.node, block)
+        with self._call_state(tx_obj, header, None, None) as (params, state, vm_class):
             if params.gas is None:
                 params.gas = execution.RPC_GAS_CAP
             computation = self._run(state, vm_class, params)
             touched = execution.touched_state(state)
         excluded = {params.sender, params.to, *vm_class._state_class.computation_class._precompiles}
         access_list = [(addr, sorted(slots)) for addr, slots in touched.items() if addr not in excluded or slots]
-        with self._call_state(tx_obj, block, None, None) as (params2, state2, _):
+        with self._call_state(tx_obj, header, None, None) as (params2, state2, _):
             params2.gas = params.gas
             params2.access_list = access_list
             tx2 = execution.build_call_transaction(vm_class, state2, params2)
@@ -545,3 +541,23 @@ def _call_failure(exc: Exception) -> str:
 
 
 __all__ = ["ChainError", "EthApi"]
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable stand-in for a JSON value (dicts as sorted item tuples, lists as tuples)."""
+    if isinstance(value, dict):
+        return ("{", *sorted((k, _frozen(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return ("[", *map(_frozen, value))
+    if isinstance(value, str):
+        return value
+    hash(value)
+    return (type(value), value)  # keeps 1, 1.0 and true apart
+
+
+def _call_key(block_hash: bytes, *call: Any) -> tuple[Any, ...] | None:
+    """The memo key of an eth_call at a block: its parameters as given (None if some are not hashable)."""
+    try:
+        return (block_hash, *map(_frozen, call))
+    except TypeError:
+        return None

@@ -53,6 +53,9 @@ class RpcDispatcher:
         self.methods: dict[str, Handler] = {}
         self.context_methods: set[str] = set()
         self._arity: dict[str, tuple[int, int]] = {}
+        # Labelled metric children by method (and outcome): prometheus' labels() takes a lock per lookup.
+        self._counters: dict[tuple[str, str], Any] = {}
+        self._histograms: dict[str, Any] = {}
 
     def register(self, name: str, handler: Handler, wants_context: bool = False) -> None:
         self.methods[name] = handler
@@ -98,7 +101,7 @@ class RpcDispatcher:
             return _error_response(call_id, RpcError(-32602, "non-array args"))
         handler = self.methods.get(method)
         if handler is None:
-            metrics.RPC_REQUESTS.labels("unknown", "error").inc()
+            self._count("unknown", "error")
             err = RpcError(METHOD_NOT_FOUND, f"the method {method} does not exist/is not available")
             return None if is_notification else _error_response(call_id, err)
         started = time.perf_counter()
@@ -107,19 +110,31 @@ class RpcDispatcher:
             if inspect.isawaitable(result):
                 result = await result
         except RpcError as err:
-            metrics.RPC_REQUESTS.labels(method, "error").inc()
+            self._count(method, "error")
             return None if is_notification else _error_response(call_id, err)
         except Exception:
             log.exception("internal error in %s", method)
-            metrics.RPC_REQUESTS.labels(method, "error").inc()
+            self._count(method, "error")
             err = RpcError(INTERNAL_ERROR, "internal error")
             return None if is_notification else _error_response(call_id, err)
         finally:
-            metrics.RPC_LATENCY.labels(method).observe(time.perf_counter() - started)
-        metrics.RPC_REQUESTS.labels(method, "ok").inc()
+            self._latency(method).observe(time.perf_counter() - started)
+        self._count(method, "ok")
         if is_notification:
             return None
         return {"jsonrpc": "2.0", "id": call_id, "result": result}
+
+    def _count(self, method: str, outcome: str) -> None:
+        counter = self._counters.get((method, outcome))
+        if counter is None:
+            counter = self._counters[method, outcome] = metrics.RPC_REQUESTS.labels(method, outcome)
+        counter.inc()
+
+    def _latency(self, method: str) -> Any:
+        histogram = self._histograms.get(method)
+        if histogram is None:
+            histogram = self._histograms[method] = metrics.RPC_LATENCY.labels(method)
+        return histogram
 
     def _invoke(self, handler: Handler, method: str, params: list[Any], ctx: CallContext) -> Any:
         most, required = self._arity[method]
