@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import websockets
 
+from lorachain.node.rpc.http_protocol import json_bytes
 from lorachain.node.rpc.server import MAX_BODY_BYTES, RpcDispatcher, RpcServer
 
 
@@ -220,3 +221,9 @@ def test_a_connection_that_starts_otherwise_is_served_by_aiohttp() -> None:
             assert json.loads(await ws.recv())["result"] == "ws"
 
     with_server(test)
+
+
+def test_json_bytes_matches_the_standard_library_and_takes_what_orjson_refuses() -> None:
+    for value in ({"jsonrpc": "2.0", "id": 1, "result": ["0x1", None, True, {"a": "é"}]}, [1.5, -3, "x"]):
+        assert json.loads(json_bytes(value)) == value
+    assert json.loads(json_bytes({"big": 2**80, 5: "int key"})) == {"big": 2**80, "5": "int key"}

@@ -19,6 +19,7 @@ from http import HTTPStatus
 from typing import Any
 
 import httptools
+import orjson
 
 from lorachain.node.rpc.errors import INVALID_REQUEST, RpcError
 
@@ -223,5 +224,9 @@ class JsonRpcHttpProtocol(asyncio.Protocol):
 
 
 def json_bytes(value: Any) -> bytes:
-    """Compact JSON of a JSON-RPC response."""
-    return json.dumps(value, separators=(",", ":")).encode()
+    """Compact JSON of a JSON-RPC response (orjson; the standard library for what orjson refuses, such as
+    integers beyond 64 bits or non-string keys)."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, separators=(",", ":")).encode()
