@@ -31,9 +31,13 @@ def make_dispatcher() -> RpcDispatcher:
     return dispatcher
 
 
-def with_server(test: Callable[[RpcServer, int], Awaitable[None]], cors: str = "*") -> None:
+def with_server(
+    test: Callable[[RpcServer, int], Awaitable[None]], cors: str = "*", idle_timeout_s: float = 120.0
+) -> None:
     async def main() -> None:
-        server = RpcServer(make_dispatcher(), cors_origins=cors, health=lambda: {"ok": True})
+        server = RpcServer(
+            make_dispatcher(), cors_origins=cors, health=lambda: {"ok": True}, idle_timeout_s=idle_timeout_s
+        )
         port = await server.start("127.0.0.1", 0)
         try:
             await asyncio.wait_for(test(server, port), timeout=20)
@@ -227,3 +231,30 @@ def test_json_bytes_matches_the_standard_library_and_takes_what_orjson_refuses()
     for value in ({"jsonrpc": "2.0", "id": 1, "result": ["0x1", None, True, {"a": "é"}]}, [1.5, -3, "x"]):
         assert json.loads(json_bytes(value)) == value
     assert json.loads(json_bytes({"big": 2**80, 5: "int key"})) == {"big": 2**80, "5": "int key"}
+
+
+def test_idle_keep_alive_connections_are_closed_but_busy_ones_are_not() -> None:
+    async def test(_server: RpcServer, port: int) -> None:
+        idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", port)
+        idle_writer.write(post(rpc_body("test_echo", 1)))
+        await read_response(idle_reader)
+        busy_reader, busy_writer = await asyncio.open_connection("127.0.0.1", port)
+        busy_writer.write(post(rpc_body("test_slow", 0.6, "done")))  # in flight longer than the timeout
+        assert await asyncio.wait_for(idle_reader.read(), timeout=2) == b""  # closed by the server
+        status, _, body = await read_response(busy_reader)
+        assert status == 200 and json.loads(body)["result"] == "done"
+        idle_writer.close()
+        busy_writer.close()
+
+    with_server(test, idle_timeout_s=0.3)
+
+
+def test_overlong_request_target_is_400() -> None:
+    async def test(_server: RpcServer, port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(post(rpc_body("test_echo", 1)).replace(b"POST / ", b"POST /" + b"a" * 10_000 + b" ", 1))
+        status, _, body = await read_response(reader)
+        assert status == 400 and json.loads(body)["error"]["code"] == -32600
+        writer.close()
+
+    with_server(test)

@@ -25,6 +25,8 @@ from lorachain.node.rpc.errors import INVALID_REQUEST, RpcError
 
 POST_PREFIX = b"POST "
 MAX_PIPELINED = 32  # requests queued on one connection before it stops reading
+MAX_URL_BYTES = 8 * 1024
+IDLE_TIMEOUT_S = 120.0  # a keep-alive connection with nothing in flight is closed after this (geth's)
 
 # request body -> (HTTP status, JSON body, or b"" for none)
 PostHandler = Callable[[bytes], Awaitable[tuple[int, bytes]]]
@@ -84,11 +86,13 @@ class JsonRpcHttpProtocol(asyncio.Protocol):
         self._can_write.set()
         self._closing = False
         self._too_large = False
+        self.last_active = 0.0  # loop time of the last bytes received or answer sent
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
         self._connections.add(self)
+        self.last_active = asyncio.get_running_loop().time()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._connections.discard(self)
@@ -104,6 +108,7 @@ class JsonRpcHttpProtocol(asyncio.Protocol):
         self._can_write.set()
 
     def data_received(self, data: bytes) -> None:
+        self.last_active = asyncio.get_running_loop().time()
         if self._first_bytes is not None:
             self._first_bytes += data
             start = bytes(self._first_bytes[: len(POST_PREFIX)])
@@ -130,6 +135,8 @@ class JsonRpcHttpProtocol(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        if len(self._url) > MAX_URL_BYTES:
+            raise ValueError("request target too long")  # stops the parser: 400
 
     def on_header(self, name: bytes, value: bytes) -> None:
         lowered = name.lower()
@@ -183,6 +190,7 @@ class JsonRpcHttpProtocol(asyncio.Protocol):
                     return
                 extra = self._cors_headers(request.origin)
                 self._transport.write(response_bytes(status, body, extra, close=not request.keep_alive))
+                self.last_active = asyncio.get_running_loop().time()
                 if not request.keep_alive:
                     self.close()
                     return
@@ -205,6 +213,10 @@ class JsonRpcHttpProtocol(asyncio.Protocol):
         if self._transport is not None and not self._closing:
             self._transport.write(response_bytes(status, error_body(message), self._cors_headers(self._origin), True))
         self.close()
+
+    def idle_since(self, now: float) -> float:
+        """Seconds without traffic, or 0 while a request is being answered."""
+        return 0.0 if self._worker is not None else now - self.last_active
 
     def close(self) -> None:
         """Close the connection (what is queued on it is dropped)."""

@@ -27,7 +27,7 @@ from lorachain.node.rpc.errors import (
     PARSE_ERROR,
     RpcError,
 )
-from lorachain.node.rpc.http_protocol import JsonRpcHttpProtocol, error_body, json_bytes
+from lorachain.node.rpc.http_protocol import IDLE_TIMEOUT_S, JsonRpcHttpProtocol, error_body, json_bytes
 
 log = logging.getLogger("lorachain.rpc")
 
@@ -153,7 +153,13 @@ def _error_response(call_id: Any, err: RpcError) -> dict[str, Any]:
 class RpcServer:
     """The HTTP/WS front of a :class:`RpcDispatcher`."""
 
-    def __init__(self, dispatcher: RpcDispatcher, cors_origins: str = "*", health: Callable[[], Any] = dict) -> None:
+    def __init__(
+        self,
+        dispatcher: RpcDispatcher,
+        cors_origins: str = "*",
+        health: Callable[[], Any] = dict,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
+    ) -> None:
         self.dispatcher = dispatcher
         self.cors_origins = cors_origins
         self.health = health
@@ -166,6 +172,8 @@ class RpcServer:
         self.app.router.add_post("/", self._http)
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
+        self._idle_sweeper: asyncio.Task[None] | None = None
+        self.idle_timeout_s = idle_timeout_s
         self._connections: set[JsonRpcHttpProtocol] = set()
         self._sockets: set[web.WebSocketResponse] = set()
         self.port: int | None = None
@@ -275,10 +283,22 @@ class RpcServer:
 
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(protocol, host, port, reuse_address=True)
+        self._idle_sweeper = loop.create_task(self._close_idle_connections())
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 
+    async def _close_idle_connections(self) -> None:
+        """Close keep-alive connections left idle past ``idle_timeout_s`` (checked 8 times per timeout)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.idle_timeout_s / 8)
+            now = loop.time()
+            for connection in [c for c in self._connections if c.idle_since(now) > self.idle_timeout_s]:
+                connection.close()
+
     async def stop(self) -> None:
+        if self._idle_sweeper is not None:
+            self._idle_sweeper.cancel()
         if self._server is not None:
             self._server.close()
         for connection in list(self._connections):
