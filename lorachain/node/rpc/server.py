@@ -179,9 +179,7 @@ class RpcServer:
         self.port: int | None = None
 
     def _cors(self, response: web.StreamResponse, request: web.Request) -> web.StreamResponse:
-        for line in self.cors_header_lines(request.headers.get("Origin")).splitlines():
-            name, value = line.split(": ", 1)
-            response.headers[name] = value
+        response.headers.update(self.cors_headers(request.headers.get("Origin")))
         return response
 
     async def _preflight(self, request: web.Request) -> web.StreamResponse:
@@ -225,12 +223,15 @@ class RpcServer:
             return 200, b""
         return 200, json_bytes(result)
 
-    def cors_header_lines(self, origin: str | None) -> str:
-        """The CORS response header lines for a request from ``origin`` (none for a disallowed one)."""
+    def cors_headers(self, origin: str | None) -> dict[str, str]:
+        """The CORS response headers for a request from ``origin`` (none for a disallowed one)."""
         if origin and (self.cors_origins == "*" or origin in self.cors_origins.split(",")):
-            allowed = "*" if self.cors_origins == "*" else origin
-            return f"Access-Control-Allow-Origin: {allowed}\r\nVary: Origin\r\n"
-        return ""
+            return {"Access-Control-Allow-Origin": "*" if self.cors_origins == "*" else origin, "Vary": "Origin"}
+        return {}
+
+    def cors_header_lines(self, origin: str | None) -> str:
+        """:meth:`cors_headers` as raw HTTP header lines, for the lean transport."""
+        return "".join(f"{name}: {value}\r\n" for name, value in self.cors_headers(origin).items())
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(max_msg_size=MAX_BODY_BYTES, heartbeat=30)
