@@ -34,3 +34,8 @@ def invalid_params(message: str) -> RpcError:
 
 def server_error(message: str) -> RpcError:
     return RpcError(SERVER_ERROR, message)
+
+
+def error_response(call_id: Any, err: RpcError) -> dict[str, Any]:
+    """The JSON-RPC response object carrying ``err`` for the call ``call_id`` (None where it is unknown)."""
+    return {"jsonrpc": "2.0", "id": call_id, "error": err.to_json()}

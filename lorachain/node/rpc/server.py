@@ -26,6 +26,7 @@ from lorachain.node.rpc.errors import (
     METHOD_NOT_FOUND,
     PARSE_ERROR,
     RpcError,
+    error_response,
 )
 from lorachain.node.rpc.http_protocol import IDLE_TIMEOUT_S, JsonRpcHttpProtocol, error_body, json_bytes
 
@@ -79,31 +80,31 @@ class RpcDispatcher:
     async def handle_payload(self, payload: Any, ctx: CallContext) -> Any:
         if isinstance(payload, list):
             if not payload:
-                return _error_response(None, RpcError(INVALID_REQUEST, "empty batch"))
+                return error_response(None, RpcError(INVALID_REQUEST, "empty batch"))
             if len(payload) > MAX_BATCH:
-                return _error_response(None, RpcError(INVALID_REQUEST, "batch too large"))
+                return error_response(None, RpcError(INVALID_REQUEST, "batch too large"))
             responses = [await self.handle_call(item, ctx) for item in payload]
             return [r for r in responses if r is not None]
         return await self.handle_call(payload, ctx)
 
     async def handle_call(self, call: Any, ctx: CallContext) -> dict[str, Any] | None:
         if not isinstance(call, dict):
-            return _error_response(None, RpcError(INVALID_REQUEST, "invalid request"))
+            return error_response(None, RpcError(INVALID_REQUEST, "invalid request"))
         call_id = call.get("id")
         is_notification = "id" not in call
         method = call.get("method")
         if call.get("jsonrpc") != "2.0" or not isinstance(method, str):
-            return _error_response(call_id, RpcError(INVALID_REQUEST, "invalid request"))
+            return error_response(call_id, RpcError(INVALID_REQUEST, "invalid request"))
         params = call.get("params", [])
         if params is None:
             params = []
         if not isinstance(params, list):
-            return _error_response(call_id, RpcError(-32602, "non-array args"))
+            return error_response(call_id, RpcError(-32602, "non-array args"))
         handler = self.methods.get(method)
         if handler is None:
             self._count("unknown", "error")
             err = RpcError(METHOD_NOT_FOUND, f"the method {method} does not exist/is not available")
-            return None if is_notification else _error_response(call_id, err)
+            return None if is_notification else error_response(call_id, err)
         started = time.perf_counter()
         try:
             result = self._invoke(handler, method, params, ctx)
@@ -111,12 +112,12 @@ class RpcDispatcher:
                 result = await result
         except RpcError as err:
             self._count(method, "error")
-            return None if is_notification else _error_response(call_id, err)
+            return None if is_notification else error_response(call_id, err)
         except Exception:
             log.exception("internal error in %s", method)
             self._count(method, "error")
             err = RpcError(INTERNAL_ERROR, "internal error")
-            return None if is_notification else _error_response(call_id, err)
+            return None if is_notification else error_response(call_id, err)
         finally:
             self._latency(method).observe(time.perf_counter() - started)
         self._count(method, "ok")
@@ -144,10 +145,6 @@ class RpcDispatcher:
             raise RpcError(-32602, f"missing value for required argument {len(params)}")
         kwargs = {"ctx": ctx} if method in self.context_methods else {}
         return handler(*params, **kwargs)
-
-
-def _error_response(call_id: Any, err: RpcError) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": call_id, "error": err.to_json()}
 
 
 class RpcServer:
@@ -217,7 +214,7 @@ class RpcServer:
         try:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError):
-            return 200, json_bytes(_error_response(None, RpcError(PARSE_ERROR, "parse error")))
+            return 200, json_bytes(error_response(None, RpcError(PARSE_ERROR, "parse error")))
         result = await self.dispatcher.handle_payload(payload, CallContext())
         if result is None or result == []:
             return 200, b""
@@ -237,7 +234,7 @@ class RpcServer:
         ws = web.WebSocketResponse(max_msg_size=MAX_BODY_BYTES, heartbeat=30)
         if not ws.can_prepare(request).ok:
             return web.json_response(
-                _error_response(None, RpcError(INVALID_REQUEST, "send JSON-RPC requests with POST")), status=405
+                error_response(None, RpcError(INVALID_REQUEST, "send JSON-RPC requests with POST")), status=405
             )
         await ws.prepare(request)
         self._sockets.add(ws)
@@ -258,7 +255,7 @@ class RpcServer:
                 try:
                     payload = json.loads(msg.data)
                 except (ValueError, UnicodeDecodeError):
-                    await send(_error_response(None, RpcError(PARSE_ERROR, "parse error")))
+                    await send(error_response(None, RpcError(PARSE_ERROR, "parse error")))
                     continue
                 result = await self.dispatcher.handle_payload(payload, ctx)
                 if result is not None and result != []:
