@@ -19,6 +19,7 @@ log = logging.getLogger("lorachain.node")
 
 def build_dispatcher(node: Node, dev: bool = True) -> RpcDispatcher:
     dispatcher = RpcDispatcher()
+    dispatcher.barrier = node.committed
     eth = EthApi(node)
     apis: list[Any] = [eth, FilterApi(node), NetWeb3Api(node), TxPoolApi(node)]
     try:

@@ -62,6 +62,20 @@ class BuiltBlock:
 
 
 @dataclass(frozen=True)
+class ExecutedBlock:
+    """A block whose transactions have run (receipts final) but whose roots are not yet computed nor
+    anything committed: :meth:`Blockchain.execute_block`'s result, for :meth:`Blockchain.seal_block`."""
+
+    transactions: tuple[SignedTransactionAPI, ...]  # those included, in order
+    outcome: BuiltBlock  # receipts, computations, rejected and deferred; its ``block`` is set once sealed
+    parent_hash: bytes
+    header: BlockHeaderAPI  # with the block's gas used and bloom, its roots not yet filled in
+    vm: Any
+    chain: Chain
+    overlay: PendingWrites
+
+
+@dataclass(frozen=True)
 class TxLocation:
     block_hash: bytes
     block_number: int
@@ -276,6 +290,41 @@ class Blockchain:
         no transaction is not committed (``block`` is None); with ``strict`` a block that cannot include
         every transaction is not committed either (:class:`ChainError`).
         """
+        executed = self.execute_block(
+            transactions,
+            timestamp=timestamp,
+            coinbase=coinbase,
+            mix_hash=mix_hash,
+            gas_limit=gas_limit,
+            extra_data=extra_data,
+            parent_beacon_block_root=parent_beacon_block_root,
+            state_edits=state_edits,
+        )
+        if skip_empty and not executed.transactions:
+            return executed.outcome
+        if strict and (executed.outcome.rejected or executed.outcome.deferred):  # derivation: all or nothing
+            problems = [f"0x{tx.hash.hex()}: {reason}" for tx, reason in executed.outcome.rejected]
+            problems += [f"0x{tx.hash.hex()}: deferred" for tx in executed.outcome.deferred]
+            raise ChainError("the block cannot hold every transaction: " + "; ".join(problems))
+        return self.seal_block(executed)
+
+    def execute_block(
+        self,
+        transactions: Sequence[SignedTransactionAPI],
+        *,
+        timestamp: int,
+        coinbase: bytes,
+        mix_hash: bytes,
+        gas_limit: int | None = None,
+        extra_data: bytes = b"",
+        parent_beacon_block_root: bytes = b"\x00" * 32,
+        state_edits: Callable[[StateAPI], None] | None = None,
+    ) -> ExecutedBlock:
+        """The first half of :meth:`build_block`: run ``transactions`` on top of the head, in memory.
+
+        Every receipt is final once this returns; :meth:`seal_block` then computes the roots and commits.
+        Nothing is written until then, so an executed block that is never sealed leaves no trace.
+        """
         parent = self._head
         if timestamp <= parent.timestamp:
             raise ChainError(f"block timestamp {timestamp} must exceed parent's {parent.timestamp}")
@@ -302,25 +351,25 @@ class Blockchain:
         included: list[SignedTransactionAPI] = []
         receipts: list[ReceiptAPI] = []
         computations: list[ComputationAPI] = []
-        built = BuiltBlock(block=None, receipts=(), computations=())  # type: ignore[arg-type]
+        outcome = BuiltBlock(block=None, receipts=(), computations=())
         gas_used = 0
         bloom = 0
         waiting_senders: set[bytes] = set()  # a deferred tx holds back its sender's later nonces
         with block_ai_budget():
             for tx in transactions:
                 if gas_used + tx.gas > header.gas_limit or tx.sender in waiting_senders:
-                    built.deferred.append(tx)
+                    outcome.deferred.append(tx)
                     continue
                 try:
                     # A light view of the header with this block's gas so far: py-evm reads only
                     # gas_used/gas_limit/fees from it, and copying a real header per tx is costly.
                     receipt, computation = _apply_transaction(vm, _HeaderView(header, gas_used), tx)
                 except ValidationError as exc:
-                    built.rejected.append((tx, str(exc)))
+                    outcome.rejected.append((tx, str(exc)))
                     continue
                 except SidecarUnavailable as exc:  # no block may hold a result this node could not compute
-                    built.deferred.append(tx)
-                    built.unavailable.append((tx, str(exc)))
+                    outcome.deferred.append(tx)
+                    outcome.unavailable.append((tx, str(exc)))
                     waiting_senders.add(tx.sender)
                     continue
                 gas_used = receipt.gas_used
@@ -328,29 +377,40 @@ class Blockchain:
                 included.append(tx)
                 receipts.append(receipt)
                 computations.append(computation)
-        if skip_empty and not included:
-            return built
-        if strict and (built.rejected or built.deferred):  # derivation: all of the batch, or no block at all
-            problems = [f"0x{tx.hash.hex()}: {reason}" for tx, reason in built.rejected]
-            problems += [f"0x{tx.hash.hex()}: deferred" for tx in built.deferred]
-            raise ChainError("the block cannot hold every transaction: " + "; ".join(problems))
-        current = header.copy(gas_used=gas_used, bloom=bloom)
+        outcome.receipts = tuple(receipts)
+        outcome.computations = tuple(computations)
+        return ExecutedBlock(
+            transactions=tuple(included),
+            outcome=outcome,
+            parent_hash=parent.hash,
+            header=header.copy(gas_used=gas_used, bloom=bloom),
+            vm=vm,
+            chain=chain,
+            overlay=overlay,
+        )
 
-        block = vm.set_block_transactions_and_withdrawals(vm.get_block(), current, included, receipts, withdrawals=())
+    def seal_block(self, executed: ExecutedBlock) -> BuiltBlock:
+        """The second half of :meth:`build_block`: the block's roots and header, then one atomic commit."""
+        if executed.parent_hash != self._head.hash:
+            raise ChainError("the head moved since this block was executed: execute it again")
+        vm = executed.vm
+        included = list(executed.transactions)
+        receipts = list(executed.outcome.receipts)
+        block = vm.set_block_transactions_and_withdrawals(
+            vm.get_block(), executed.header, included, receipts, withdrawals=()
+        )
         block = vm.block_postprocessing(block)
         final = vm.mine_block(block).block
-        chain.chaindb.persist_block(final)
+        executed.chain.chaindb.persist_block(final)
         for tx in included:
             if isinstance(tx, ImpersonatedTransaction):
-                overlay[impersonation_key(tx.hash)] = tx.sender
-        overlay.commit()
+                executed.overlay[impersonation_key(tx.hash)] = tx.sender
+        executed.overlay.commit()
         self._head = final.header
         self._blocks.put(final.hash, final)
-        self._receipts.put(final.hash, tuple(receipts))
-        built.block = final
-        built.receipts = tuple(receipts)
-        built.computations = tuple(computations)
-        return built
+        self._receipts.put(final.hash, executed.outcome.receipts)
+        executed.outcome.block = final
+        return executed.outcome
 
     def import_block(self, block: BlockAPI) -> BlockAPI:
         """Validate and execute a block from elsewhere (RLP import, sync) and commit it atomically."""

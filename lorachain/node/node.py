@@ -3,6 +3,11 @@
 The JSON-RPC layer talks only to :class:`Node`. Everything runs on one asyncio loop: py-evm is
 CPU-bound Python, so a block is built in one go between requests, and the transactions that arrived
 meanwhile go into the next block together (automine batches naturally under load).
+
+Automine answers the senders waiting for inclusion as soon as their transactions have run, and then seals the
+block (roots, header, commit): their next transactions travel while it seals. Until it is committed every
+JSON-RPC call waits at :attr:`Node.committed` (the dispatcher's barrier), so no client ever reads a chain that
+lacks a block whose transactions it was told are mined.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +29,7 @@ from eth_utils import to_canonical_address
 from lorachain.genesis.accounts import dev_accounts
 from lorachain.hashing import keccak
 from lorachain.node import metrics, tx_sender
-from lorachain.node.chain import DEV_EDIT_EXTRA_DATA, Blockchain, BuiltBlock, ChainError
+from lorachain.node.chain import DEV_EDIT_EXTRA_DATA, Blockchain, BuiltBlock, ChainError, ExecutedBlock
 from lorachain.node.clock import BlockClock
 from lorachain.node.events import EventBus
 from lorachain.node.impersonation import sign_as
@@ -53,6 +58,11 @@ class NodeConfig:
     fault: str | None = None  # test-only faulty sequencer: "tamper-state" credits 1 wei the batch does not show
     p2p: Any = None  # a p2p.service.GossipService: the sequencer publishes its blocks, validators read them
     unsafe: Any = None  # a validator's p2p.unsafe.UnsafeBlocks: gossiped blocks applied ahead of derivation
+
+
+def _release(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _tamper_state(state: StateAPI) -> None:
@@ -96,7 +106,9 @@ class Node:
         self._next_snapshot = 0
         self._next_base_fee: tuple[bytes, int] | None = None
         self._wake = asyncio.Event()
-        self._inclusion: dict[bytes, asyncio.Future[None]] = {}
+        self._inclusion: dict[bytes, list[asyncio.Future[None]]] = {}  # tx hash -> its senders' waiters
+        self.committed = asyncio.Event()  # clear while an executed block, already announced, is being sealed
+        self.committed.set()
         self._producer: asyncio.Task[None] | None = None
         self.started_at = time.time()
         metrics.HEAD.set(chain.head.block_number)
@@ -168,7 +180,7 @@ class Node:
             self._wake.clear()
             await self._gather_arrivals()
             while self._has_executable():
-                built = self._produce_safely(skip_empty=True)
+                built = await self._mine_announcing_early()
                 # nothing could be included (e.g. no AI sidecar), or nothing may be (past the sequencer drift)
                 if built is None or built.block is None or self._past_drift:
                     asyncio.get_running_loop().call_later(self.config.retry_after_s, self._wake.set)
@@ -199,6 +211,24 @@ class Node:
     def _produce_safely(self, skip_empty: bool = False) -> BuiltBlock | None:
         try:
             return self.mine(skip_empty=skip_empty)
+        except Exception:
+            log.exception("block production failed; will retry")
+            return None
+
+    async def _mine_announcing_early(self) -> BuiltBlock | None:
+        """``mine(skip_empty=True)``, answering the senders waiting for inclusion before the block is sealed
+        (see the module's docstring); None if production failed."""
+        try:
+            executed, executing_s = self._execute()
+            if not executed.transactions:
+                return executed.outcome
+            self.committed.clear()
+            try:
+                self._release_waiters(executed.transactions)
+                await asyncio.sleep(0)  # their answers go out now: the waiters were woken before this task
+                return self._seal(executed, executing_s)
+            finally:
+                self.committed.set()
         except Exception:
             log.exception("block production failed; will retry")
             return None
@@ -247,18 +277,34 @@ class Node:
     async def submit_and_wait(self, raw: bytes) -> bytes:
         """Submit; in automine mode return once the transaction is in a committed block."""
         tx_hash, executable = self.submit(raw)
-        if self.config.mining == MINING_AUTO and executable and self.config.wait_for_inclusion > 0:
-            future = self._inclusion.get(tx_hash)
-            if future is None:
-                future = asyncio.get_running_loop().create_future()
-                self._inclusion[tx_hash] = future
-            try:
-                await asyncio.wait_for(asyncio.shield(future), self.config.wait_for_inclusion)
-            except TimeoutError:
-                pass
-            finally:
-                self._inclusion.pop(tx_hash, None)
+        if executable:
+            await self._wait_for_inclusion(tx_hash)
         return tx_hash
+
+    async def _wait_for_inclusion(self, tx_hash: bytes) -> None:
+        """In automine mode, wait (at most ``wait_for_inclusion`` seconds) until the transaction has run in
+        the block being built. Each waiter has its own future, so a cancelled one (a client gone) leaves the
+        others be, and its wake-up is a single step of the loop (see :meth:`_mine_announcing_early`)."""
+        if self.config.mining != MINING_AUTO or self.config.wait_for_inclusion <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        waiters = self._inclusion.setdefault(tx_hash, [])
+        waiters.append(future)
+        timer = loop.call_later(self.config.wait_for_inclusion, _release, future)
+        try:
+            await future
+        finally:
+            timer.cancel()
+            if future in waiters:
+                waiters.remove(future)
+                if not waiters and self._inclusion.get(tx_hash) is waiters:
+                    del self._inclusion[tx_hash]
+
+    def _release_waiters(self, transactions: Sequence[SignedTransactionAPI]) -> None:
+        for tx in transactions:
+            for future in self._inclusion.pop(tx.hash, ()):
+                _release(future)
 
     async def send_impersonated(self, sender: bytes, tx_fields: dict[str, Any]) -> bytes:
         """Admit a transaction from an impersonated account (no key needed, devnet only)."""
@@ -268,12 +314,7 @@ class Node:
         self.events.publish("pending_tx", tx.hash)
         if executable:
             self._wake.set()
-            if self.config.mining == MINING_AUTO and self.config.wait_for_inclusion > 0:
-                future = asyncio.get_running_loop().create_future()
-                self._inclusion[tx.hash] = future
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(future), self.config.wait_for_inclusion)
-                self._inclusion.pop(tx.hash, None)
+            await self._wait_for_inclusion(tx.hash)
         return tx.hash
 
     def find_transaction(self, tx_hash: bytes) -> SignedTransactionAPI | None:
@@ -319,6 +360,19 @@ class Node:
     ) -> BuiltBlock:
         """Build one block from the pool's executable transactions and commit it (with ``skip_empty``,
         only if it includes one)."""
+        executed, executing_s = self._execute(timestamp, state_edits, include_pool, extra_data)
+        if skip_empty and not executed.transactions:
+            return executed.outcome
+        return self._seal(executed, executing_s)
+
+    def _execute(
+        self,
+        timestamp: int | None = None,
+        state_edits: Callable[[StateAPI], None] | None = None,
+        include_pool: bool = True,
+        extra_data: bytes = b"",
+    ) -> tuple[ExecutedBlock, float]:
+        """Run the next block's transactions (nothing committed yet); drop those the block rejected."""
         started = time.perf_counter()
         if self.config.sequencer is not None:  # an L1 reorg took the head's L1 origin: back to a canonical one
             self.config.sequencer.reset_on_l1_reorg(self)
@@ -332,7 +386,7 @@ class Node:
             include_pool = include_pool and not self._past_drift
             if self.config.fault == "tamper-state" and state_edits is None:
                 state_edits = _tamper_state
-        built = self.chain.build_block(
+        executed = self.chain.execute_block(
             leading + (list(self.pool.ordered_pending()) if include_pool else []),
             timestamp=ts,
             coinbase=self.config.coinbase,
@@ -340,19 +394,23 @@ class Node:
             gas_limit=self.config.gas_limit,
             state_edits=state_edits,
             extra_data=extra_data,
-            skip_empty=skip_empty,
         )
-        for tx, reason in built.unavailable:
+        for tx, reason in executed.outcome.unavailable:
             log.warning("tx 0x%s stays in the pool: %s", tx.hash.hex(), reason)
-        for tx, reason in built.rejected:
+        for tx, reason in executed.outcome.rejected:
             log.warning("dropping tx 0x%s from the pool: %s", tx.hash.hex(), reason)
             self.pool.remove(tx.hash)
-        if built.block is None:
-            return built
+        return executed, time.perf_counter() - started
+
+    def _seal(self, executed: ExecutedBlock, executing_s: float) -> BuiltBlock:
+        """Commit an executed block; then the pool, the metrics, the waiters and the subscribers learn of it."""
+        started = time.perf_counter()
+        built = self.chain.seal_block(executed)
+        assert built.block is not None
         for tx in built.block.transactions:
             self.pool.remove(tx.hash)
         self.pool.reset()
-        elapsed = time.perf_counter() - started
+        elapsed = executing_s + time.perf_counter() - started  # the block's own work, not the wait between
         metrics.observe_block(built, elapsed)
         log.info(
             "block #%d 0x%s txs=%d gas=%d in %.1f ms",
@@ -362,10 +420,7 @@ class Node:
             built.block.header.gas_used,
             elapsed * 1000,
         )
-        for tx in built.block.transactions:
-            future = self._inclusion.pop(tx.hash, None)
-            if future is not None and not future.done():
-                future.set_result(None)
+        self._release_waiters(built.block.transactions)
         self.events.publish("block", built)
         if self.config.p2p is not None and self.config.sequencer is not None:
             try:

@@ -57,6 +57,9 @@ class RpcDispatcher:
         # Labelled metric children by method (and outcome): prometheus' labels() takes a lock per lookup.
         self._counters: dict[tuple[str, str], Any] = {}
         self._histograms: dict[str, Any] = {}
+        # Every call waits while this is clear: the node clears it while it seals a block whose senders it
+        # has already answered (Node.committed), so no call reads the chain without that block.
+        self.barrier: asyncio.Event | None = None
 
     def register(self, name: str, handler: Handler, wants_context: bool = False) -> None:
         self.methods[name] = handler
@@ -88,6 +91,9 @@ class RpcDispatcher:
         return await self.handle_call(payload, ctx)
 
     async def handle_call(self, call: Any, ctx: CallContext) -> dict[str, Any] | None:
+        barrier = self.barrier
+        if barrier is not None and not barrier.is_set():
+            await barrier.wait()
         if not isinstance(call, dict):
             return error_response(None, RpcError(INVALID_REQUEST, "invalid request"))
         call_id = call.get("id")
