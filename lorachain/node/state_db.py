@@ -11,7 +11,9 @@ the tries are read and written:
 - :data:`FLAT_ACCOUNTS` maps address -> encoded account at one state root (the head's, as geth's
   snapshot does): filled as accounts are read, carried to the next root by each block's own account
   diff. A state root fixes every account, so any account DB at that root may read from it;
-- decoded accounts are shared by their encoding (rlp ``Serializable`` objects are immutable).
+- decoded accounts are shared by their encoding (rlp ``Serializable`` objects are immutable);
+- no block witness is gathered: py-evm lists, on every ``persist``, each trie node, account and slot the block
+  read (for stateless clients); this node never reads that list, which cost ~4 % of building a block.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from eth.db.backends.base import BaseDB
 from eth.db.cache import CacheDB
 from eth.db.journal import JournalDB
 from eth.db.storage import AccountStorageDB, StorageLookup
+from eth.db.witness import MetaWitness
 from eth.rlp.accounts import Account
 from eth.validation import validate_canonical_address, validate_uint64, validate_uint256
 from eth.vm.interrupt import MissingStorageTrieNode
@@ -231,6 +234,9 @@ class BatchedAccountDB(AccountDB):
         super().__init__(db, state_root)  # type: ignore[arg-type]
         self._trie_cache = CacheDB(_FlatFirst(self))
         self._journaltrie = JournalDB(self._trie_cache)
+
+    def _get_meta_witness(self) -> MetaWitness:
+        return MetaWitness(frozenset(), {})  # see the module's docstring
 
     def _get_account(self, address: Address, from_journal: bool = True) -> Account:
         if from_journal and address in self._account_cache:

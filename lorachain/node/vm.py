@@ -35,13 +35,22 @@ from typing import Any
 
 import eth.db.chain
 import eth.vm.base
-from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI, VirtualMachineAPI, WithdrawalAPI
+from eth.abc import (
+    BlockAndMetaWitness,
+    BlockAPI,
+    BlockHeaderAPI,
+    ReceiptAPI,
+    SignedTransactionAPI,
+    VirtualMachineAPI,
+    WithdrawalAPI,
+)
 from eth.vm.forks.berlin.receipts import TypedReceipt
 from eth.vm.forks.berlin.transactions import TypedTransaction
 from eth.vm.forks.cancun.constants import BLOB_TX_TYPE
 from eth.vm.forks.prague.constants import DEPOSIT_CONTRACT_ADDRESS, DEPOSIT_EVENT_SIGNATURE_HASH, DEPOSIT_REQUEST_TYPE
 from eth.vm.forks.spurious_dragon._utils import collect_touched_accounts
 from eth.vm.forks.spurious_dragon.state import SpuriousDragonTransactionExecutor
+from eth.vm.interrupt import EVMMissingData
 from eth.vm.message import Message
 from rlp.sedes.serializable import BaseSerializable, make_immutable
 from trie import HexaryTrie
@@ -146,9 +155,25 @@ HexaryTrie.get_node = _cached_get_node  # type: ignore[method-assign]
 
 
 class FastBlockAssembly:
-    """Mixin for a py-evm VM class: remembers the receipts of the block it assembles."""
+    """Mixin for a py-evm VM class: remembers the receipts of the block it assembles; finalizes a block without
+    py-evm's debug line (an f-string that renders the whole block, whether or not debug logging is on)."""
 
     _assembled: tuple[bytes, tuple[ReceiptAPI, ...]] | None = None
+
+    def finalize_block(self, block: BlockAPI) -> BlockAndMetaWitness:
+        """py-evm's ``VM.finalize_block``: block rewards (none after the merge), then the state persisted."""
+        state = self.state  # type: ignore[attr-defined]
+        if block.number > 0:
+            snapshot = state.snapshot()
+            try:
+                self._assign_block_rewards(block)  # type: ignore[attr-defined]
+            except EVMMissingData:
+                state.revert(snapshot)
+                raise
+            state.commit(snapshot)
+        meta_witness = state.persist()
+        final_block = block.copy(header=block.header.copy(state_root=state.state_root))
+        return BlockAndMetaWitness(final_block, meta_witness)
 
     def set_block_transactions_and_withdrawals(
         self,
