@@ -44,6 +44,7 @@ from eth.abc import (
     VirtualMachineAPI,
     WithdrawalAPI,
 )
+from eth.rlp.receipts import Receipt
 from eth.vm.forks.berlin.receipts import TypedReceipt
 from eth.vm.forks.berlin.transactions import TypedTransaction
 from eth.vm.forks.cancun.constants import BLOB_TX_TYPE
@@ -56,6 +57,7 @@ from rlp.sedes.serializable import BaseSerializable, make_immutable
 from trie import HexaryTrie
 
 from lorachain import hashing
+from lorachain.node.bloom import logs_bloom
 from lorachain.node.fast_opcodes import fast_opcodes
 from lorachain.node.ordered_trie import ordered_trie_root_and_nodes
 from lorachain.node.receipt_encoding import encode_receipt, is_plain_receipt
@@ -139,6 +141,16 @@ def _typed_receipt_encode(self: Any) -> bytes:
 
 TypedReceipt.encode = _remembering(_typed_receipt_encode)  # type: ignore[method-assign]
 
+_py_evm_receipt_init = Receipt.__init__
+
+
+def _receipt_init(self: Any, state_root: bytes, gas_used: int, logs: Sequence[Any], bloom: int | None = None) -> None:
+    """py-evm's ``Receipt.__init__``, the bloom of its logs computed on integers (:mod:`bloom`)."""
+    _py_evm_receipt_init(self, state_root, gas_used, logs, logs_bloom(logs) if bloom is None else bloom)
+
+
+Receipt.__init__ = _receipt_init  # type: ignore[method-assign]
+
 eth.vm.base.make_trie_root_and_nodes = make_trie_root_and_nodes  # type: ignore[attr-defined]
 eth.db.chain.make_trie_root_and_nodes = make_trie_root_and_nodes  # type: ignore[attr-defined]
 hashing.install_in()  # py-evm's, py-trie's and eth-bloom's keccak: the C extension directly
@@ -156,9 +168,17 @@ HexaryTrie.get_node = _cached_get_node  # type: ignore[method-assign]
 
 class FastBlockAssembly:
     """Mixin for a py-evm VM class: remembers the receipts of the block it assembles; finalizes a block without
-    py-evm's debug line (an f-string that renders the whole block, whether or not debug logging is on)."""
+    py-evm's debug line (an f-string that renders the whole block, whether or not debug logging is on); checks
+    a receipt's bloom on integers (:mod:`bloom`)."""
 
     _assembled: tuple[bytes, tuple[ReceiptAPI, ...]] | None = None
+
+    @classmethod
+    def validate_receipt(cls, receipt: ReceiptAPI) -> None:
+        """py-evm's check that a receipt's bloom holds every log's address and topics (its errors, if not)."""
+        expected = logs_bloom(receipt.logs)
+        if receipt.bloom & expected != expected:
+            super().validate_receipt(receipt)  # type: ignore[misc]
 
     def finalize_block(self, block: BlockAPI) -> BlockAndMetaWitness:
         """py-evm's ``VM.finalize_block``: block rewards (none after the merge), then the state persisted."""

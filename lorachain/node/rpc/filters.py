@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eth.abc import BlockHeaderAPI
-from eth_bloom import BloomFilter
 
+from lorachain.node.bloom import may_contain
 from lorachain.node.node import Node
 from lorachain.node.rpc import codec
 from lorachain.node.rpc.blocks import resolve_block
@@ -70,12 +70,11 @@ class LogQuery:
             return False
         return all(want is None or topic in want for want, topic in zip(self.topics, log.topics, strict=False))
 
-    def bloom_may_match(self, bloom_int: int) -> bool:
-        bloom = BloomFilter(bloom_int)
-        if self.addresses is not None and not any(a in bloom for a in self.addresses):
+    def bloom_may_match(self, bloom: int) -> bool:
+        if self.addresses is not None and not any(may_contain(bloom, a) for a in self.addresses):
             return False
         for want in self.topics:
-            if want is not None and not any(t.to_bytes(32, "big") in bloom for t in want):
+            if want is not None and not any(may_contain(bloom, t.to_bytes(32, "big")) for t in want):
                 return False
         return True
 
