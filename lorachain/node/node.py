@@ -33,6 +33,7 @@ from lorachain.node.chain import DEV_EDIT_EXTRA_DATA, Blockchain, BuiltBlock, Ch
 from lorachain.node.clock import BlockClock
 from lorachain.node.events import EventBus
 from lorachain.node.impersonation import sign_as
+from lorachain.node.tx_decoding import decode_transaction
 from lorachain.node.txpool import TxPool, TxPoolError
 
 log = logging.getLogger("lorachain.node")
@@ -256,7 +257,7 @@ class Node:
     def decode_transaction(self, raw: bytes) -> SignedTransactionAPI:
         vm_class = self.chain.chain_class.get_vm_class_for_block_number(self.chain.head.block_number + 1)
         try:
-            tx = vm_class.get_transaction_builder().decode(raw)
+            tx = decode_transaction(vm_class.get_transaction_builder(), raw)
         except Exception as exc:
             raise TxPoolError(f"rlp: invalid transaction encoding ({type(exc).__name__}: {exc})") from exc
         tx_sender.prime(tx, raw)
