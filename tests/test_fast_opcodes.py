@@ -1,6 +1,7 @@
-"""The one-call opcode table (lorachain.node.fast_opcodes) against py-evm's own: random programs of the replaced
-opcodes (and some that are not), random gas, both tables; stack, gas, program counter, memory, output and error
-must be the same."""
+"""The one-call opcode table and the opcode loop (lorachain.node.fast_opcodes) against py-evm's own: random
+programs of the replaced opcodes (and some that are not, and an undefined one), random gas, both computation
+classes; stack, gas, program counter, memory, output and error must be the same. Precompiles and creations go
+through the same preamble."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ SIMPLE = [0x01, 0x03, 0x16, 0x17, 0x10, 0x11, 0x14, 0x15, 0x50, 0x5B]  # ADD SUB
 # MUL DIV MOD XOR SHL SHR SAR MLOAD MSTORE MSTORE8 CALLVALUE CALLDATALOAD CALLDATASIZE PC GAS MSIZE STOP RETURN REVERT
 # INVALID
 OTHERS = [0x02, 0x04, 0x06, 0x18, 0x1B, 0x1C, 0x1D, 0x51, 0x52, 0x53, 0x34, 0x35, 0x36, 0x58, 0x5A, 0x59, 0x00, 0xF3,
-          0xFD, 0xFE]  # fmt: skip
+          0xFD, 0xFE, 0x0C]  # fmt: skip  (0x0C: undefined)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +81,8 @@ def test_fast_vm_uses_the_fast_table() -> None:
 
 def test_random_programs_run_alike_on_both_tables(state) -> None:
     base = PragueVM._state_class.computation_class
-    fast = type("FastPrague", (base,), {"opcodes": fast_opcodes(base.opcodes)})
+    fast = fast_vm(PragueVM)._state_class.computation_class  # the table and the loop
+    table_only = type("FastPrague", (base,), {"opcodes": fast_opcodes(base.opcodes)})
     rng = random.Random(20261202)
     errors = set()
     for _ in range(4000):
@@ -88,10 +90,25 @@ def test_random_programs_run_alike_on_both_tables(state) -> None:
         gas = rng.choice([rng.randint(0, 40), rng.randint(0, 400), 100_000])
         data = rng.randbytes(rng.randint(0, 40))
         ours, theirs = run(state, fast, code, gas, data), run(state, base, code, gas, data)
-        assert ours == theirs, code.hex()
+        assert ours == theirs == run(state, table_only, code, gas, data), code.hex()
         errors.add(theirs[0][0] if theirs[0] else None)
     # the programs reach the error paths, not only the happy one
-    assert {None, "OutOfGas", "InsufficientStack", "InvalidJumpDestination"} <= errors
+    assert {None, "OutOfGas", "InsufficientStack", "InvalidJumpDestination", "InvalidInstruction"} <= errors
+
+
+def test_precompiles_and_creations_run_alike(state) -> None:
+    base, fast = PragueVM._state_class.computation_class, fast_vm(PragueVM)._state_class.computation_class
+    context = state.get_transaction_context_class()(gas_price=1, origin=SENDER)
+    sha256 = Message(gas=10_000, to=b"\x00" * 19 + b"\x02", sender=SENDER, value=0, data=b"abc", code=b"")
+    initcode = bytes.fromhex("600160005260206000f3")  # return a 32-byte word holding 1
+    creation = Message(gas=100_000, to=b"", sender=SENDER, value=0, data=b"", code=initcode,
+                       create_address=TARGET)  # fmt: skip
+    for message in (sha256, creation):
+        ours, theirs = fast.apply_computation(state, message, context), base.apply_computation(state, message, context)
+        assert (ours.output, ours.get_gas_remaining(), ours.is_success) == (
+            theirs.output, theirs.get_gas_remaining(), theirs.is_success)  # fmt: skip
+        assert ours.is_success and ours.output
+        assert ours.contracts_created == theirs.contracts_created
 
 
 @pytest.mark.parametrize("loop", [

@@ -23,10 +23,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from eth import constants
-from eth.exceptions import FullStack, InsufficientStack, InvalidInstruction, InvalidJumpDestination
+from eth.exceptions import FullStack, Halt, InsufficientStack, InvalidInstruction, InvalidJumpDestination
+from eth.vm.computation import NO_RESULT
 from eth.vm.logic import arithmetic, comparison, context, duplication, flow, memory, stack, swap
+from eth.vm.logic.invalid import InvalidOpcode
 from eth.vm.opcode import _FastOpcode
-from eth.vm.opcode_values import JUMPDEST, PUSH1, PUSH32
+from eth.vm.opcode_values import JUMPDEST, PUSH1, PUSH32, STOP
 
 UINT_256_MAX = constants.UINT_256_MAX
 STACK_LIMIT = 1024
@@ -373,3 +375,59 @@ def _fast(original: Any) -> Any:
 def fast_opcodes(opcodes: Mapping[int, Any]) -> dict[int, Any]:
     """``opcodes`` (a fork's table) with its plain opcodes replaced by one-call equivalents."""
     return {op: _fast(fn) for op, fn in opcodes.items()}
+
+
+class FastOpcodeLoop:
+    """Mixin for a py-evm computation class: ``apply_computation`` with a tighter opcode loop.
+
+    py-evm steps through the code with a generator (``CodeStream.__iter__``) and calls each opcode by keyword;
+    this loop reads the program counter and the code bytes itself and calls by position: the same opcodes in
+    the same order (a read by PUSH or a jump moves the counter between steps, as before; past the end of the
+    code comes STOP), ~8 % of the time a contract call spends in the EVM. Everything around the loop is
+    py-evm's sequence: contracts-created bookkeeping, the initcode charge, precompiles. With py-evm's
+    ``debug2`` logging on, py-evm's own loop runs (it logs every step).
+    """
+
+    @classmethod
+    def apply_computation(
+        cls, state: Any, message: Any, transaction_context: Any, parent_computation: Any = None
+    ) -> Any:
+        if cls.logger.show_debug2:  # type: ignore[attr-defined]
+            return super().apply_computation(state, message, transaction_context, parent_computation)  # type: ignore[misc]
+        with cls(state, message, transaction_context) as computation:  # type: ignore[call-arg]
+            if computation.is_origin_computation:
+                computation.contracts_created = []
+                if message.is_create:  # CREATE and CREATE2 charge theirs in the opcode
+                    cls.consume_initcode_gas_cost(computation)  # type: ignore[attr-defined]
+            if parent_computation is not None:
+                computation.contracts_created = parent_computation.contracts_created
+            if message.is_create:
+                computation.contracts_created.append(message.storage_address)
+            precompile = computation.precompiles.get(message.code_address, NO_RESULT)
+            if precompile is not NO_RESULT:
+                if not message.is_delegation:
+                    precompile(computation)
+                return computation
+            _run_code(computation)
+        return computation
+
+
+def _run_code(computation: Any) -> None:
+    code, lookup = computation.code, computation.opcodes
+    raw = code._raw_code_bytes
+    length = len(raw)
+    try:
+        while True:
+            pc = code.program_counter
+            if pc < length:
+                opcode = raw[pc]
+                code.program_counter = pc + 1
+            else:
+                opcode = STOP  # halts
+            try:
+                opcode_fn = lookup[opcode]
+            except KeyError:
+                opcode_fn = InvalidOpcode(opcode)
+            opcode_fn(computation)
+    except Halt:
+        pass

@@ -58,7 +58,7 @@ from trie import HexaryTrie
 
 from lorachain import hashing
 from lorachain.node.bloom import logs_bloom
-from lorachain.node.fast_opcodes import fast_opcodes
+from lorachain.node.fast_opcodes import FastOpcodeLoop, fast_opcodes
 from lorachain.node.ordered_trie import ordered_trie_root_and_nodes
 from lorachain.node.receipt_encoding import encode_receipt, is_plain_receipt
 from lorachain.node.rollup.deposit_vm import NoDepositState
@@ -296,7 +296,7 @@ def fast_vm(vm_class: type[VirtualMachineAPI]) -> type[VirtualMachineAPI]:
     (:mod:`fast_opcodes`) (same fork, same rules)."""
     state_class = vm_class._state_class  # type: ignore[attr-defined]
     base_computation = state_class.computation_class
-    computation = type(base_computation.__name__, (base_computation,),
+    computation = type(base_computation.__name__, (FastOpcodeLoop, base_computation),
                        {"opcodes": fast_opcodes(base_computation.opcodes)})  # fmt: skip
     base_executor = state_class.transaction_executor_class
     quiet = (
