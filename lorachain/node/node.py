@@ -278,7 +278,8 @@ class Node:
         return tx.hash, executable
 
     async def submit_and_wait(self, raw: bytes) -> bytes:
-        """Submit; in automine mode return once the transaction is in a committed block."""
+        """Submit; in automine mode return once the transaction has run in its block (calls made after that
+        wait for the block's commit, :attr:`committed`)."""
         tx_hash, executable = self.submit(raw)
         if executable:
             await self._wait_for_inclusion(tx_hash)
