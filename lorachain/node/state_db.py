@@ -13,7 +13,7 @@ the tries are read and written:
   diff. A state root fixes every account, so any account DB at that root may read from it;
 - decoded accounts are shared by their encoding (rlp ``Serializable`` objects are immutable);
 - no block witness is gathered: py-evm lists, on every ``persist``, each trie node, account and slot the block
-  read (for stateless clients); this node never reads that list, which cost ~4 % of building a block.
+  read (for stateless clients); this node never reads that list.
 """
 
 from __future__ import annotations

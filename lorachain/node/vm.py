@@ -24,7 +24,10 @@ Hot spots of py-evm's block building and execution, replaced where py-evm looks 
 - a block header's ``copy`` skips its constructor (pyrlp re-validates every field of every copy);
 - a typed receipt is encoded directly (:mod:`receipt_encoding`), not through pyrlp's sedes machinery;
 - a typed transaction or receipt remembers its encoding (they are immutable): a block's transactions were
-  encoded three times over (transaction trie, block validation, storage) and its receipts twice.
+  encoded three times over (transaction trie, block validation, storage) and its receipts twice;
+- a receipt's logs bloom is computed, and checked, on integers (:mod:`bloom`), and a block is finalized
+  without py-evm's debug f-string that rendered the whole block;
+- the EVM runs the opcode table of :mod:`fast_opcodes` in that module's tighter loop (``FastOpcodeLoop``).
 """
 
 from __future__ import annotations
