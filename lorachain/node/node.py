@@ -424,7 +424,7 @@ class Node:
             built.block.header.gas_used,
             elapsed * 1000,
         )
-        self._release_waiters(built.block.transactions)
+        self._release_waiters(built.block.transactions)  # evm_mine and interval blocks; automine released them
         self.events.publish("block", built)
         if self.config.p2p is not None and self.config.sequencer is not None:
             try:
