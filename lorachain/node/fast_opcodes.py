@@ -19,16 +19,33 @@ both tables and compares stack, gas, program counter and error, and the whole su
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from eth import constants
-from eth.exceptions import FullStack, Halt, InsufficientStack, InvalidInstruction, InvalidJumpDestination
-from eth.vm.computation import NO_RESULT
-from eth.vm.logic import arithmetic, comparison, context, duplication, flow, memory, stack, swap
+from eth.db.account import IS_PRESENT_VALUE
+from eth.exceptions import (
+    FullStack,
+    Halt,
+    InsufficientStack,
+    InvalidInstruction,
+    InvalidJumpDestination,
+    OutOfGas,
+    WriteProtection,
+)
+from eth.validation import validate_uint256
+from eth.vm import mnemonics
+from eth.vm.computation import NO_RESULT, memory_gas_cost
+from eth.vm.forks.berlin import constants as berlin_constants
+from eth.vm.forks.berlin import logic as berlin_logic
+from eth.vm.forks.byzantium import opcodes as byzantium_opcodes
+from eth.vm.logic import arithmetic, comparison, context, duplication, flow, logging, memory, stack, swap
 from eth.vm.logic.invalid import InvalidOpcode
+from eth.vm.logic.storage import NetSStoreGasSchedule
 from eth.vm.opcode import _FastOpcode
 from eth.vm.opcode_values import JUMPDEST, PUSH1, PUSH32, STOP
+from eth_utils import int_to_big_endian
 
 UINT_256_MAX = constants.UINT_256_MAX
 STACK_LIMIT = 1024
@@ -332,6 +349,183 @@ class _CallDataSize(_Op):
         values.append(len(computation.msg.data))
 
 
+class _SLoad(_Op):
+    """SLOAD with EIP-2929's warm/cold charge (py-evm's ``sload_eip2929``), reading the account DB directly:
+    the same access list entry (marked before the charge), the same read through the storage journal."""
+
+    __slots__ = ()
+
+    def __call__(self, computation: Any) -> None:
+        meter = computation._gas_meter
+        if meter.gas_remaining < self.gas_cost:
+            meter.consume_gas(self.gas_cost, self.mnemonic)
+        meter.gas_remaining -= self.gas_cost
+        values = computation._stack.values
+        if not values:
+            raise InsufficientStack("Wanted 1 stack item, had none")
+        slot = _int(values.pop())
+        address = computation.msg.storage_address
+        accounts = computation.state._account_db
+        cost = _mark_slot_warm(accounts, address, slot, berlin_constants.COLD_SLOAD_COST,
+                               berlin_constants.WARM_STORAGE_READ_COST)  # fmt: skip
+        if meter.gas_remaining < cost:
+            meter.consume_gas(cost, mnemonics.SLOAD)
+        meter.gas_remaining -= cost
+        values.append(accounts._get_address_store(address).get(slot))
+
+
+def _mark_slot_warm(accounts: Any, address: bytes, slot: int, cold: int, warm: int) -> int:
+    """Add (address, slot) to the transaction's access list (py-evm's key and journal); its charge."""
+    key = address + int_to_big_endian(slot)
+    accessed = accounts._journal_accessed_state
+    if key in accessed:
+        return warm
+    accessed[key] = IS_PRESENT_VALUE
+    return cold
+
+
+class _SStore(_Op):
+    """SSTORE as py-evm's ``sstore_eip2929_generic`` on a net-metering ``schedule`` (EIP-2200, EIP-2929 and,
+    from London, EIP-3529's refunds): the static-call and 2,300-gas checks, the charge and refund from the
+    current and original values, the write, then the cold-slot surcharge, in that order."""
+
+    __slots__ = ("schedule",)
+
+    def __init__(self, original: _FastOpcode, schedule: NetSStoreGasSchedule) -> None:
+        super().__init__(original)
+        self.schedule = schedule
+
+    def __call__(self, computation: Any) -> None:
+        meter = computation._gas_meter
+        if meter.gas_remaining < self.gas_cost:
+            meter.consume_gas(self.gas_cost, self.mnemonic)
+        meter.gas_remaining -= self.gas_cost
+        if computation.msg.is_static:
+            raise WriteProtection("Cannot modify state while inside of a STATICCALL context")
+        if meter.gas_remaining <= 2300:
+            raise OutOfGas("Net-metered SSTORE always fails below 2300 gas, per EIP-2200", meter.gas_remaining)
+        values = computation._stack.values
+        if len(values) < 2:
+            raise InsufficientStack(f"Wanted 2 stack items, only had {len(values)}")
+        slot = _int(values.pop())
+        value = _int(values.pop())
+        address = computation.msg.storage_address
+        accounts = computation.state._account_db
+        store = accounts._get_address_store(address)
+        current = store.get(slot)
+        original = store.get(slot, False)
+        cost, refund = _net_sstore_charge(self.schedule, original, current, value)
+        if meter.gas_remaining < cost:
+            meter.consume_gas(cost, f"SSTORE: 0x{address.hex()}[{slot}] -> {value} (current: {current} / "
+                                    f"original: {original})")  # fmt: skip
+        meter.gas_remaining -= cost
+        if refund:
+            meter.refund_gas(refund)
+        accounts._dirty_accounts.add(address)
+        store.set(slot, value)
+        cold = _mark_slot_warm(accounts, address, slot, berlin_constants.COLD_SLOAD_COST, 0)
+        if cold:
+            if meter.gas_remaining < cold:
+                meter.consume_gas(cold, f"Implicit SLOAD during {mnemonics.SSTORE}")
+            meter.gas_remaining -= cold
+
+
+def _net_sstore_charge(schedule: NetSStoreGasSchedule, original: int, current: int, value: int) -> tuple[int, int]:
+    """(gas, refund) of a net-metered SSTORE: py-evm's ``net_sstore``, branch for branch."""
+    refund = 0
+    if current == value:
+        return schedule.sload_gas, 0
+    if original == current:
+        if original == 0:
+            return schedule.sstore_set_gas, 0
+        return schedule.sstore_reset_gas, schedule.sstore_clears_schedule if value == 0 else 0
+    if original != 0:
+        if current == 0:
+            refund -= schedule.sstore_clears_schedule
+        if value == 0:
+            refund += schedule.sstore_clears_schedule
+    if original == value:
+        if original == 0:
+            refund += schedule.sstore_set_gas - schedule.sload_gas
+        else:
+            refund += schedule.sstore_reset_gas - schedule.sload_gas
+    return schedule.sload_gas, refund
+
+
+class _Log(_Op):
+    """LOG0..LOG4 as py-evm's ``ensure_no_static(log_XX)``: the static check, offset and size, the topics (top
+    first), the data and topic charge, memory growth, then ``add_log_entry`` (where tracers see the log)."""
+
+    __slots__ = ("topic_count",)
+
+    def __init__(self, original: _FastOpcode, topic_count: int) -> None:
+        super().__init__(original)
+        self.topic_count = topic_count
+
+    def __call__(self, computation: Any) -> None:
+        meter = computation._gas_meter
+        if meter.gas_remaining < self.gas_cost:
+            meter.consume_gas(self.gas_cost, self.mnemonic)
+        meter.gas_remaining -= self.gas_cost
+        if computation.msg.is_static:
+            raise WriteProtection("Cannot modify state while inside of a STATICCALL context")
+        values = computation._stack.values
+        count = self.topic_count
+        if len(values) < 2:
+            raise InsufficientStack(f"Wanted 2 stack items, only had {len(values)}")
+        start = _int(values.pop())
+        size = _int(values.pop())
+        if count == 1:
+            if not values:
+                raise InsufficientStack("Wanted 1 stack item, had none")
+            topics: tuple[int, ...] = (_int(values.pop()),)
+        elif count:
+            if len(values) < count:
+                raise InsufficientStack(f"Wanted {count} stack items, only had {len(values)}")
+            topics = tuple(_int(values.pop()) for _ in range(count))
+        else:
+            topics = ()
+        cost = constants.GAS_LOGDATA * size + constants.GAS_LOGTOPIC * count
+        if meter.gas_remaining < cost:
+            meter.consume_gas(cost, "Log topic and data gas cost")
+        meter.gas_remaining -= cost
+        computation.extend_memory(start, size)
+        data = computation.memory_read_bytes(start, size)
+        computation.add_log_entry(account=computation.msg.storage_address, topics=topics, data=data)
+
+
+def _log_topic_count(logic: Callable[..., None]) -> int | None:
+    """N for py-evm's ``ensure_no_static(partial(log_XX, topic_count=N))`` (Byzantium onwards), else None."""
+    if getattr(logic, "__code__", None) is not _NO_STATIC_CODE:
+        return None
+    wrapped = getattr(logic, "__wrapped__", None)
+    if not isinstance(wrapped, functools.partial) or wrapped.func is not logging.log_XX or wrapped.args:
+        return None
+    count = wrapped.keywords.get("topic_count")
+    return count if len(wrapped.keywords) == 1 and count in range(5) else None
+
+
+_NO_STATIC_CODE = byzantium_opcodes.ensure_no_static(lambda computation: None).__code__  # the wrapper's code
+
+
+def _sstore_schedule(logic: Callable[..., None]) -> NetSStoreGasSchedule | None:
+    """The gas schedule of py-evm's ``ensure_no_static(sstore_eip2929_generic(schedule))`` (Berlin's form, a
+    curried call) or ``ensure_no_static(partial(sstore_eip2929_generic, schedule))`` (London's), else None."""
+    if getattr(logic, "__code__", None) is not _NO_STATIC_CODE:
+        return None
+    wrapped = getattr(logic, "__wrapped__", None)
+    generic = berlin_logic.sstore_eip2929_generic
+    if isinstance(wrapped, functools.partial) and wrapped.func is generic:
+        args, keywords = wrapped.args, wrapped.keywords
+    elif getattr(wrapped, "func", None) is generic.func and hasattr(wrapped, "keywords"):  # a toolz curry
+        args, keywords = wrapped.args, wrapped.keywords  # type: ignore[union-attr]
+    else:
+        return None
+    if keywords or len(args) != 1 or not isinstance(args[0], NetSStoreGasSchedule):
+        return None
+    return args[0]
+
+
 _BINARY: dict[Callable[..., None], Callable[[int, int], int]] = {
     arithmetic.add: lambda a, b: (a + b) & UINT_256_MAX,
     arithmetic.sub: lambda a, b: (a - b) & UINT_256_MAX,
@@ -350,7 +544,7 @@ _BINARY: dict[Callable[..., None], Callable[[int, int], int]] = {
 _SIMPLE: dict[Callable[..., None], type[_Op]] = {
     stack.pop: _Pop, flow.jumpdest: _JumpDest, comparison.iszero: _IsZero, flow.jump: _Jump, flow.jumpi: _JumpI,
     memory.mstore: _MStore, memory.mload: _MLoad, context.callvalue: _CallValue,
-    context.calldataload: _CallDataLoad, context.calldatasize: _CallDataSize,
+    context.calldataload: _CallDataLoad, context.calldatasize: _CallDataSize, berlin_logic.sload_eip2929: _SLoad,
 }  # fmt: skip
 _PUSH = {getattr(stack, f"push{n}"): n for n in range(33)}  # push0 .. push32
 _DUP = {getattr(duplication, f"dup{n}"): n for n in range(1, 17)}
@@ -369,6 +563,12 @@ def _fast(original: Any) -> Any:
         return _Swap(original, _SWAP[logic])
     if logic in _BINARY:
         return _Binary(original, _BINARY[logic])
+    schedule = _sstore_schedule(logic)
+    if schedule is not None:
+        return _SStore(original, schedule)
+    topic_count = _log_topic_count(logic)
+    if topic_count is not None:
+        return _Log(original, topic_count)
     return _SIMPLE.get(logic, _Op)(original)
 
 
@@ -387,6 +587,28 @@ class FastOpcodeLoop:
     py-evm's sequence: contracts-created bookkeeping, the initcode charge, precompiles. With py-evm's
     ``debug2`` logging on, py-evm's own loop runs (it logs every step).
     """
+
+    def extend_memory(self, start_position: int, size: int) -> None:
+        """py-evm's ``extend_memory`` (the same checks, charge and growth); its reason text and debug line are
+        built only when they are used (out of gas, debug2 logging on)."""
+        if self.logger.show_debug2:  # type: ignore[attr-defined]
+            return super().extend_memory(start_position, size)  # type: ignore[misc]
+        validate_uint256(start_position, title="Memory start position")
+        validate_uint256(size, title="Memory size")
+        if not size:
+            return None
+        memory_bytes = self._memory._bytes  # type: ignore[attr-defined]
+        before_size = (len(memory_bytes) + 31) // 32 * 32
+        after_size = (start_position + size + 31) // 32 * 32
+        if after_size <= before_size:
+            return None  # no growth: no charge, nothing to extend (py-evm's Memory.extend returns too)
+        fee = memory_gas_cost(after_size) - memory_gas_cost(before_size)
+        meter = self._gas_meter  # type: ignore[attr-defined]
+        if meter.gas_remaining < fee:
+            meter.consume_gas(fee, f"Expanding memory {before_size} -> {after_size}")
+        meter.gas_remaining -= fee
+        self._memory.extend(start_position, size)  # type: ignore[attr-defined]
+        return None
 
     @classmethod
     def apply_computation(

@@ -148,8 +148,19 @@ _py_evm_receipt_init = Receipt.__init__
 
 
 def _receipt_init(self: Any, state_root: bytes, gas_used: int, logs: Sequence[Any], bloom: int | None = None) -> None:
-    """py-evm's ``Receipt.__init__``, the bloom of its logs computed on integers (:mod:`bloom`)."""
-    _py_evm_receipt_init(self, state_root, gas_used, logs, logs_bloom(logs) if bloom is None else bloom)
+    """py-evm's ``Receipt.__init__``, the bloom of its logs computed on integers (:mod:`bloom`); a plain receipt's
+    four attributes set directly (pyrlp's constructor merges keyword arguments and makes each value immutable:
+    only the list of logs needs it)."""
+    logs = make_immutable(logs)
+    if bloom is None:
+        bloom = logs_bloom(logs)
+    if type(self)._meta.field_attrs != _RECEIPT_ATTRIBUTES:  # a receipt type with other fields: pyrlp's way
+        _py_evm_receipt_init(self, state_root, gas_used, logs, bloom)
+        return
+    self._state_root, self._gas_used, self._bloom, self._logs = state_root, gas_used, bloom, logs
+
+
+_RECEIPT_ATTRIBUTES = Receipt._meta.field_attrs
 
 
 Receipt.__init__ = _receipt_init  # type: ignore[method-assign]
@@ -287,6 +298,11 @@ class QuietFinalizer:
         return computation
 
 
+def _delta_balance(self: Any, address: bytes, delta: int) -> None:
+    """``BaseState.delta_balance`` in one account-DB step (:meth:`BatchedAccountDB.delta_balance`)."""
+    self._account_db.delta_balance(address, delta)
+
+
 def _keep_system_contracts(state: Any) -> None:
     """py-evm's Cancun/Prague ``set_system_contracts`` (run on every state built) re-sets each system
     contract's code only where that very code is already there (``if not code != CONTRACT_CODE``): the
@@ -312,7 +328,7 @@ def fast_vm(vm_class: type[VirtualMachineAPI]) -> type[VirtualMachineAPI]:
         state_class.__name__,
         (NoDepositState, state_class),
         {"account_db_class": BatchedAccountDB, "set_system_contracts": _keep_system_contracts,
-         "computation_class": computation, "transaction_executor_class": executor},
+         "computation_class": computation, "transaction_executor_class": executor, "delta_balance": _delta_balance},
     )  # fmt: skip
     return type(vm_class.__name__, (FastBlockAssembly, vm_class), {"_state_class": state})
 
