@@ -1,4 +1,5 @@
-"""Storage slot values read and written directly (BatchedAccountStorageDB) as py-evm's AccountStorageDB does."""
+"""Storage slot values (BatchedAccountStorageDB) and accounts (BatchedAccountDB) read and written directly, as
+py-evm's AccountStorageDB and AccountDB do."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ import random
 import pytest
 import rlp
 from eth.constants import BLANK_ROOT_HASH
+from eth.db.account import AccountDB
 from eth.db.atomic import AtomicDB
 from eth.db.storage import AccountStorageDB
+from eth.rlp.accounts import Account
+from eth_utils import ValidationError
 
-from lorachain.node.state_db import BatchedAccountStorageDB, _decode_slot_value
+from lorachain.node.state_db import BatchedAccountDB, BatchedAccountStorageDB, _decode_slot_value, _encode_account
 
 ADDRESS = b"\x42" * 20
 VALUES = [1, 0x7F, 0x80, 0xFF, 0x100, 2**64, 2**255, 2**256 - 1]
@@ -45,3 +49,53 @@ def test_gets_sets_and_roots_match_py_evm() -> None:
     ours.make_storage_root()
     theirs.make_storage_root()
     assert ours.get_changed_root() == theirs.get_changed_root() != BLANK_ROOT_HASH
+
+
+def test_accounts_encode_as_pyrlp() -> None:
+    rng = random.Random(4)
+    for _ in range(5000):
+        nonce = rng.choice([0, 1, 0x7F, 0x80, 0xFF, 0x100, 2**64 - 1, rng.getrandbits(64)])
+        balance = rng.choice([0, 1, 0x7F, 0x80, 2**256 - 1, rng.getrandbits(rng.randint(1, 256))])
+        account = Account(nonce, balance, rng.randbytes(32), rng.randbytes(32))
+        assert _encode_account(account) == rlp.encode(account, sedes=Account)
+
+
+def test_account_edits_match_py_evm() -> None:
+    """Balance deltas, nonce steps, code and touches: the same reads, errors and state roots as py-evm's."""
+    rng = random.Random(12)
+    addresses = [bytes([i]) * 20 for i in range(1, 6)]
+    codes = [b"", b"\x60\x00", b"\x5f" * 40]
+    ours, theirs = BatchedAccountDB(AtomicDB()), AccountDB(AtomicDB())
+    for step in range(600):
+        address = rng.choice(addresses)
+        kind = rng.random()
+        for db in (ours, theirs):
+            rng_state = rng.getstate()
+            if kind < 0.4:
+                delta = rng.choice([1, 10**18, -1, -(10**18), -(2**256)])
+                try:
+                    outcome = ("ok", db.delta_balance(address, delta) if db is ours else
+                               db.set_balance(address, db.get_balance(address) + delta))  # fmt: skip
+                except ValidationError as exc:
+                    outcome = ("error", str(exc))
+            elif kind < 0.6:
+                outcome = ("ok", db.increment_nonce(address))
+            elif kind < 0.75:
+                outcome = ("ok", db.set_code(address, rng.choice(codes)))
+            elif kind < 0.9:
+                outcome = ("ok", db.get_code(address))
+            else:
+                outcome = ("ok", db.touch_account(address))
+            if db is ours:
+                expected_state, ours_outcome = rng.getstate(), outcome
+                rng.setstate(rng_state)
+            else:
+                assert outcome == ours_outcome, step
+                assert rng.getstate() == expected_state
+        for address in addresses:
+            assert ours.get_balance(address) == theirs.get_balance(address)
+            assert ours.get_nonce(address) == theirs.get_nonce(address)
+            assert ours.get_code(address) == theirs.get_code(address)
+        if step % 50 == 0:
+            assert ours.make_state_root() == theirs.make_state_root()
+    assert ours.make_state_root() == theirs.make_state_root()

@@ -11,7 +11,8 @@ the tries are read and written:
 - :data:`FLAT_ACCOUNTS` maps address -> encoded account at one state root (the head's, as geth's
   snapshot does): filled as accounts are read, carried to the next root by each block's own account
   diff. A state root fixes every account, so any account DB at that root may read from it;
-- decoded accounts are shared by their encoding (rlp ``Serializable`` objects are immutable);
+- decoded accounts are shared by their encoding (rlp ``Serializable`` objects are immutable), and contract
+  code by its hash (:data:`CODE_BY_HASH`: every transaction and call reads its callee's code);
 - no block witness is gathered: py-evm lists, on every ``persist``, each trie node, account and slot the block
   read (for stateless clients); this node never reads that list.
 """
@@ -21,7 +22,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import rlp
-from eth.constants import BLANK_ROOT_HASH
+from eth.constants import BLANK_ROOT_HASH, EMPTY_SHA3
 from eth.db.account import AccountDB
 from eth.db.backends.base import BaseDB
 from eth.db.cache import CacheDB
@@ -36,7 +37,7 @@ from eth_utils import ValidationError, int_to_big_endian
 from trie import HexaryTrie
 
 from lorachain.hashing import keccak
-from lorachain.node.trie_nodes import encode_node, rlp_int, trie_get
+from lorachain.node.trie_nodes import encode_node, length_prefix, rlp_int, trie_get
 from lorachain.node.trie_update import node_loader, updated_root
 
 _Pending = dict[bytes, bytes | None]  # hashed slot -> rlp value, or None: deleted
@@ -187,6 +188,32 @@ class FlatAccounts:
 FLAT_ACCOUNTS = FlatAccounts()
 
 
+EMPTY_ACCOUNT = Account()  # what a missing account reads as (immutable, so one object serves)
+
+
+class CodeByHash:
+    """Contract code by its keccak hash, up to ``limit_bytes`` of it (then emptied: hot contracts are few).
+    A hash fixes its code, so an entry is never stale, whichever state or block put it here."""
+
+    def __init__(self, limit_bytes: int = 32 << 20) -> None:
+        self.limit_bytes = limit_bytes
+        self.entries: dict[bytes, bytes] = {}
+        self.size = 0
+
+    def get(self, code_hash: bytes) -> bytes | None:
+        return self.entries.get(code_hash)
+
+    def remember(self, code_hash: bytes, code: bytes) -> None:
+        if self.size + len(code) > self.limit_bytes:
+            self.entries.clear()
+            self.size = 0
+        self.entries[code_hash] = code
+        self.size += len(code)
+
+
+CODE_BY_HASH = CodeByHash()
+
+
 @lru_cache(maxsize=65_536)
 def _decode_account(encoded: bytes) -> Account:
     return rlp.decode(encoded, sedes=Account)
@@ -202,15 +229,22 @@ def _account(nonce: int, balance: int, storage_root: bytes, code_hash: bytes) ->
 
 
 def _encode_account(account: Account) -> bytes:
-    """``rlp.encode(account, sedes=Account)``, without pyrlp's generic machinery."""
-    return encode_node(
-        [
-            rlp_int(account.nonce),
-            rlp_int(account.balance),
-            account.storage_root,
-            account.code_hash,
-        ]
-    )
+    """``rlp.encode(account, sedes=Account)``, written out: two integers, then two 32-byte hashes."""
+    payload = (
+        _rlp_scalar(account.nonce)
+        + _rlp_scalar(account.balance)
+        + b"\xa0" + account.storage_root
+        + b"\xa0" + account.code_hash
+    )  # fmt: skip
+    return length_prefix(len(payload), 0xC0) + payload
+
+
+def _rlp_scalar(value: int) -> bytes:
+    """The rlp of an unsigned integer (``big_endian_int``): one byte below 0x80, else length-prefixed bytes."""
+    if value < 0x80:
+        return bytes((value,)) if value else b"\x80"
+    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+    return length_prefix(len(raw), 0x80) + raw
 
 
 class _FlatFirst(BaseDB):
@@ -251,7 +285,7 @@ class BatchedAccountDB(AccountDB):
         if from_journal and address in self._account_cache:
             return self._account_cache[address]
         encoded = self._get_encoded_account(address, from_journal)
-        account = _decode_account(encoded) if encoded else Account()
+        account = _decode_account(encoded) if encoded else EMPTY_ACCOUNT
         if from_journal:
             self._account_cache[address] = account
         return account
@@ -288,6 +322,19 @@ class BatchedAccountDB(AccountDB):
         nonce = account.nonce + 1
         validate_uint64(nonce, title="Nonce")
         self._set_account(address, _account(nonce, account.balance, account.storage_root, account.code_hash))
+
+    def get_code(self, address: Address) -> bytes:
+        """py-evm's ``get_code`` (the same checks and errors), the code read by hash from :data:`CODE_BY_HASH`
+        when it is there; the block witness's list of read bytecodes is not kept (see the module's docstring)."""
+        validate_canonical_address(address, title="Storage Address")
+        code_hash = self._get_account(address).code_hash
+        if code_hash == EMPTY_SHA3:
+            return b""
+        code = CODE_BY_HASH.get(code_hash)
+        if code is None:
+            code = super().get_code(address)
+            CODE_BY_HASH.remember(code_hash, code)
+        return code
 
     def _get_address_store(self, address: Address) -> AccountStorageDB:
         store = self._account_stores.get(address)
