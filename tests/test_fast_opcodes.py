@@ -120,12 +120,14 @@ def test_precompiles_and_creations_run_alike(state) -> None:
 @pytest.mark.parametrize("loop", [
     bytes([0x5B, 0x5F, 0x5F, 0x56]),  # JUMPDEST PUSH0 PUSH0 JUMP: one more item per round
     bytes([0x5F, 0x5B, 0x80, 0x60, 0x01, 0x56]),  # PUSH0 JUMPDEST DUP1 PUSH1 1 JUMP
+    bytes([0x5F, 0x5B, 0x80, 0x80, 0x50, 0x60, 0x01, 0x56]),  # ... DUP1 DUP1 POP ...: the 1025th item from a DUP
 ])  # fmt: skip
 def test_stack_overflow_alike(state, loop: bytes) -> None:
     base = PragueVM._state_class.computation_class
-    fast = type("FastPrague", (base,), {"opcodes": fast_opcodes(base.opcodes)})
+    table_only = type("FastPrague", (base,), {"opcodes": fast_opcodes(base.opcodes)})
+    fast = fast_vm(PragueVM)._state_class.computation_class  # the table and the loop
     ours, theirs = run(state, fast, loop, 1_000_000), run(state, base, loop, 1_000_000)
-    assert ours == theirs
+    assert ours == theirs == run(state, table_only, loop, 1_000_000)
     assert theirs[0] == ("FullStack", "Stack limit reached") and len(theirs[2]) == 1024
 
 
@@ -138,8 +140,9 @@ def test_stack_overflow_alike(state, loop: bytes) -> None:
 ])  # fmt: skip
 def test_jump_destinations_alike(state, code: bytes) -> None:
     base = PragueVM._state_class.computation_class
-    fast = type("FastPrague", (base,), {"opcodes": fast_opcodes(base.opcodes)})
-    assert run(state, fast, code, 10_000) == run(state, base, code, 10_000)
+    table_only = type("FastPrague", (base,), {"opcodes": fast_opcodes(base.opcodes)})
+    fast = fast_vm(PragueVM)._state_class.computation_class
+    assert run(state, fast, code, 10_000) == run(state, base, code, 10_000) == run(state, table_only, code, 10_000)
 
 
 def test_a_jump_into_push_data_is_an_invalid_instruction(state) -> None:
