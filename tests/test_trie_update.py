@@ -80,3 +80,19 @@ def test_encode_node_is_rlp(node: object) -> None:
     assert encode_node(node) == rlp.encode(node)
     nested = [b"a" * 40, [node, [b"c" * 70]]]
     assert encode_node(nested) == rlp.encode(nested)
+
+
+def test_random_nodes_encode_as_rlp() -> None:
+    """Nested lists of every string shape (empty, one low byte, hashes, strings across the 55-byte edge) and
+    list lengths across it too: branch nodes, leaves, embedded nodes and more."""
+    rng = random.Random(11)
+
+    def random_item(depth: int) -> object:
+        if depth > 3 or rng.random() < 0.6:
+            return rng.choice([b"", bytes([rng.randrange(0x80)]), bytes([0x80 + rng.randrange(0x80)]),
+                               rng.randbytes(32), rng.randbytes(rng.randint(2, 70)), rng.randbytes(300)])  # fmt: skip
+        return [random_item(depth + 1) for _ in range(rng.choice([0, 1, 2, 17, rng.randint(0, 40)]))]
+
+    for _ in range(5000):
+        node = random_item(0)
+        assert encode_node(node) == rlp.encode(node)

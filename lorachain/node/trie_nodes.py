@@ -41,14 +41,34 @@ class NodeCache:
 
 
 def encode_node(node: Any) -> bytes:
-    """RLP of a decoded node (nested lists of bytes): ``rlp.encode`` without its generic sedes machinery."""
-    if isinstance(node, bytes):
+    """RLP of a decoded node (nested lists of bytes): ``rlp.encode`` without its generic sedes machinery.
+
+    A list's byte-string items (32-byte hashes, empty slots, short values: nearly all of a trie node) are
+    encoded in the loop, only nested lists recursively."""
+    if node.__class__ is bytes:
         length = len(node)
         if length == 1 and node[0] < 0x80:
             return node
         return length_prefix(length, 0x80) + node
-    payload = b"".join([encode_node(item) for item in node])
-    return length_prefix(len(payload), 0xC0) + payload
+    parts = []
+    for item in node:
+        if item.__class__ is bytes:
+            length = len(item)
+            if length == 32:
+                parts.append(b"\xa0" + item)
+            elif length == 0:
+                parts.append(b"\x80")
+            elif length == 1 and item[0] < 0x80:
+                parts.append(item)
+            elif length < 56:
+                parts.append(bytes((0x80 + length,)) + item)
+            else:
+                parts.append(length_prefix(length, 0x80) + item)
+        else:
+            parts.append(encode_node(item))
+    payload = b"".join(parts)
+    length = len(payload)
+    return bytes((0xC0 + length,)) + payload if length < 56 else length_prefix(length, 0xC0) + payload
 
 
 def rlp_int(value: int) -> bytes:
