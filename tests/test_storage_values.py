@@ -10,8 +10,10 @@ import rlp
 from eth.constants import BLANK_ROOT_HASH
 from eth.db.account import AccountDB
 from eth.db.atomic import AtomicDB
+from eth.db.backends.memory import MemoryDB
 from eth.db.storage import AccountStorageDB
 from eth.rlp.accounts import Account
+from eth.vm.interrupt import MissingStorageTrieNode
 from eth_utils import ValidationError
 
 from lorachain.node.state_db import BatchedAccountDB, BatchedAccountStorageDB, _decode_slot_value, _encode_account
@@ -99,3 +101,35 @@ def test_account_edits_match_py_evm() -> None:
         if step % 50 == 0:
             assert ours.make_state_root() == theirs.make_state_root()
     assert ours.make_state_root() == theirs.make_state_root()
+
+
+def test_reads_of_a_stored_trie_match_py_evm() -> None:
+    """Slots read from a committed storage trie (present and absent ones) as py-evm reads them; a missing trie
+    node is py-evm's MissingStorageTrieNode."""
+
+    def stored_trie(values: dict[int, int]) -> tuple[MemoryDB, bytes]:
+        memory = MemoryDB()
+        writer = AccountStorageDB(AtomicDB(memory), BLANK_ROOT_HASH, ADDRESS)
+        for slot, value in values.items():
+            writer.set(slot, value)
+        writer.make_storage_root()
+        root = writer.get_changed_root()
+        writer.persist(AtomicDB(memory))
+        return memory, root
+
+    stored = {slot: slot * 7 + 1 for slot in [0, 1, 2, 3, 0xFF, 2**40, 2**255]}
+    memory, root = stored_trie(stored)
+    ours, theirs = (
+        BatchedAccountStorageDB(AtomicDB(memory), root, ADDRESS),
+        AccountStorageDB(AtomicDB(memory), root, ADDRESS),
+    )
+    for slot in [*stored, 4, 5, 2**40 + 1, 2**256 - 1]:
+        assert ours.get(slot) == theirs.get(slot) == stored.get(slot, 0)
+    memory, root = stored_trie({slot: value + 1 for slot, value in stored.items()})  # nodes not read (cached) yet
+    del memory.kv_store[root]
+    for storage in (
+        BatchedAccountStorageDB(AtomicDB(memory), root, ADDRESS),
+        AccountStorageDB(AtomicDB(memory), root, ADDRESS),
+    ):
+        with pytest.raises(MissingStorageTrieNode):
+            storage.get(0)

@@ -55,6 +55,9 @@ def test_sender_and_hash_match_py_evm(kind: str) -> None:
         expected = _py_evm_sender(reference)
         assert expected == bytes.fromhex(Account.from_key(KEY).address[2:])
         assert tx_sender.recover_sender(raw) == expected
+        if raw[0] in tx_sender.TYPED_WITH_SIGNATURE_AT_END:  # the payload cut by the decoded signature's size
+            decoded = (reference.y_parity, reference.r, reference.s)
+            assert tx_sender.signing_hash_and_signature(raw, decoded) == tx_sender.signing_hash_and_signature(raw)
         primed = BUILDER.decode(raw)
         tx_sender.prime(primed, raw)
         assert "sender" in primed.__dict__

@@ -56,7 +56,15 @@ class BatchedStorageLookup(StorageLookup):
         hashed_slot = self._decode_key(key)
         if self._pending is not None and hashed_slot in self._pending:
             return self._pending[hashed_slot] or b""
-        return HexaryTrie(self._db, root_hash=self._starting_root_hash)[hashed_slot]
+        root = self._starting_root_hash
+
+        def read(node_hash: bytes) -> bytes:
+            try:
+                return self._db[node_hash]  # type: ignore[index]
+            except KeyError:  # as py-evm's StorageLookup reports it
+                raise MissingStorageTrieNode(Hash32(node_hash), root, hashed_slot, None, self._address) from None
+
+        return trie_get(root, hashed_slot, read)  # HexaryTrie(...)[hashed_slot], on the cached decoded nodes
 
     def _exists(self, key: bytes) -> bool:
         return self[key] != b""

@@ -38,14 +38,29 @@ def _without_signature(body: bytes, items: list) -> bytes:
     return body[: len(body) - sum(len(encode_node(item)) for item in items[-3:])]
 
 
-def signing_hash_and_signature(raw: bytes) -> tuple[bytes, bytes] | None:
+def _rlp_int_length(value: int) -> int:
+    """Bytes of an unsigned integer's canonical rlp encoding."""
+    return 1 if value < 0x80 else 1 + (value.bit_length() + 7) // 8  # values here are below 2**448
+
+
+def signing_hash_and_signature(
+    raw: bytes, decoded_signature: tuple[int, int, int] | None = None
+) -> tuple[bytes, bytes] | None:
     """(the hash the sender signed, the 65-byte r||s||recovery-id signature), or None if not recognised.
 
     ``raw`` must be canonical rlp (as every transaction py-evm decoded is): the signing payload is cut
-    out of it byte for byte.
+    out of it byte for byte. ``decoded_signature``, the (y parity, r, s) a typed transaction was decoded to
+    from ``raw``, spares decoding it again: their encodings' lengths say where the payload ends.
     """
     if not raw:
         return None
+    if decoded_signature is not None and raw[0] in TYPED_WITH_SIGNATURE_AT_END:
+        y_parity, r, s = decoded_signature
+        if y_parity not in (0, 1) or r.bit_length() > 256 or s.bit_length() > 256:
+            return None
+        body = _list_body(raw[1:])
+        unsigned = body[: len(body) - _rlp_int_length(y_parity) - _rlp_int_length(r) - _rlp_int_length(s)]
+        return _hash_and_signature(raw[:1] + length_prefix(len(unsigned), 0xC0) + unsigned, y_parity, r, s)
     if raw[0] >= 0xC0:  # a legacy transaction: rlp([nonce, gasPrice, gas, to, value, data, v, r, s])
         items = rlp.decode(raw)
         if len(items) != 9 or not all(isinstance(item, bytes) for item in items):
@@ -69,16 +84,19 @@ def signing_hash_and_signature(raw: bytes) -> tuple[bytes, bytes] | None:
         payload = raw[:1] + length_prefix(len(unsigned), 0xC0) + unsigned
     else:
         return None
-    r, s = int.from_bytes(items[-2], "big"), int.from_bytes(items[-1], "big")
+    return _hash_and_signature(payload, recovery_id, int.from_bytes(items[-2], "big"), int.from_bytes(items[-1], "big"))
+
+
+def _hash_and_signature(payload: bytes, recovery_id: int, r: int, s: int) -> tuple[bytes, bytes] | None:
     if not (0 < r < SECP256K1_N and 0 < s <= SECP256K1_N // 2):
         return None
-    signature = r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([recovery_id])
-    return keccak(payload), signature
+    return keccak(payload), r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([recovery_id])
 
 
-def recover_sender(raw: bytes) -> bytes | None:
-    """The 20-byte address that signed ``raw``, or None where py-evm's recovery should decide."""
-    parts = signing_hash_and_signature(raw)
+def recover_sender(raw: bytes, decoded_signature: tuple[int, int, int] | None = None) -> bytes | None:
+    """The 20-byte address that signed ``raw``, or None where py-evm's recovery should decide
+    (``decoded_signature``: see :func:`signing_hash_and_signature`)."""
+    parts = signing_hash_and_signature(raw, decoded_signature)
     if parts is None:
         return None
     message_hash, signature = parts
@@ -91,7 +109,8 @@ def recover_sender(raw: bytes) -> bytes | None:
 
 def prime(tx: SignedTransactionAPI, raw: bytes) -> None:
     """Fill ``tx``'s cached sender (and a typed transaction's cached hash) from the bytes it was decoded from."""
-    sender = recover_sender(raw)
+    typed = getattr(tx, "type_id", None) is not None and raw[:1] and raw[0] in TYPED_WITH_SIGNATURE_AT_END
+    sender = recover_sender(raw, (tx.y_parity, tx.r, tx.s) if typed else None)
     if sender is None:
         return
     tx.__dict__["sender"] = sender  # SignedTransactionMethods.sender is a cached_property
