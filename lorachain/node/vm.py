@@ -52,6 +52,7 @@ from eth.abc import (
     VirtualMachineAPI,
     WithdrawalAPI,
 )
+from eth.constants import EMPTY_SHA3
 from eth.rlp.receipts import Receipt
 from eth.vm.forks.berlin.receipts import TypedReceipt
 from eth.vm.forks.berlin.transactions import TypedTransaction
@@ -310,11 +311,15 @@ class QuietMessageBuilder:
 class QuietFinalizer:
     """Mixin for a fork's transaction executor (Spurious Dragon onwards): py-evm's ``finalize_computation``
     (Frontier's refund and coinbase fee, then EIP-161's clearing of touched empty accounts) step for step,
-    without its debug lines (f-strings hex-encoding addresses, evaluated whether or not debug logging is on)."""
+    without its debug lines (f-strings hex-encoding addresses, evaluated whether or not debug logging is on).
+
+    The gas price is the computation's transaction context's (py-evm builds the same context from the same
+    transaction and state a second time), and a touched account with a nonce, balance or code is passed over
+    after one read, since EIP-161 clears only accounts that exist and have none of the three."""
 
     def finalize_computation(self, transaction: Any, computation: Any) -> Any:
         state = self.vm_state  # type: ignore[attr-defined]
-        gas_price = state.get_transaction_context(transaction).gas_price
+        gas_price = computation.transaction_context.gas_price
         gas_remaining = computation.get_gas_remaining()
         gas_used = transaction.gas - gas_remaining
         gas_refund = self.calculate_gas_refund(computation, gas_used)  # type: ignore[attr-defined]
@@ -327,7 +332,11 @@ class QuietFinalizer:
         state.delta_balance(state.coinbase, fee)  # touches the coinbase even for a zero fee (EIP-161)
         for account in computation.get_accounts_for_deletion():
             state.delete_account(account)
+        accounts = state._account_db
         for account in collect_touched_accounts(computation):
+            held = accounts._get_account(account)
+            if held.nonce or held.balance or held.code_hash != EMPTY_SHA3:
+                continue  # not empty: EIP-161 keeps it
             if state.account_exists(account) and state.account_is_empty(account):
                 state.delete_account(account)
         return computation
