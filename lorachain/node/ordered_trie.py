@@ -8,6 +8,7 @@ bottom-up, from the sorted keys. ``tests/test_ordered_trie.py`` checks it agains
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import rlp
 from eth.constants import BLANK_ROOT_HASH
@@ -49,7 +50,7 @@ class _Builder:
     def build(self, items: list[tuple[bytes, bytes]], depth: int) -> Node:
         if len(items) == 1:
             key, value = items[0]
-            return [hex_prefix(key[depth:], leaf=True), value]
+            return [_leaf_path(key[depth:]), value]
         first, last = items[0][0], items[-1][0]
         shared = 0
         limit = min(len(first), len(last)) - depth
@@ -57,7 +58,7 @@ class _Builder:
             shared += 1
         if shared:
             child = self.build(items, depth + shared)
-            return [hex_prefix(first[depth : depth + shared], leaf=False), self.ref(child)]
+            return [_extension_path(first[depth : depth + shared]), self.ref(child)]
         branch: Node = [b""] * 17
         start = 0
         if len(items[0][0]) == depth:  # a key ends here: its value sits in the branch
@@ -74,11 +75,22 @@ class _Builder:
         return branch
 
 
+@lru_cache(maxsize=64)
+def _sorted_keys(count: int) -> tuple[tuple[bytes, int], ...]:
+    """(nibbles of rlp(i), i) for i < count, in key order: the same for every trie of ``count`` items."""
+    return tuple(sorted((nibbles(rlp.encode(index)), index) for index in range(count)))
+
+
+# The paths of an ordered trie come from few keys (rlp of small integers): their encodings are remembered.
+_leaf_path = lru_cache(maxsize=4096)(lambda path: hex_prefix(path, leaf=True))
+_extension_path = lru_cache(maxsize=4096)(lambda path: hex_prefix(path, leaf=False))
+
+
 def ordered_trie_root_and_nodes(values: Sequence[bytes]) -> tuple[bytes, dict[bytes, bytes]]:
     """Root hash and hash -> encoded-node map of the trie {rlp(i): values[i]}."""
     if not values:
         return BLANK_ROOT_HASH, {}
-    items = sorted((nibbles(rlp.encode(index)), value) for index, value in enumerate(values))
+    items = [(key, values[index]) for key, index in _sorted_keys(len(values))]
     builder = _Builder()
     root = builder.build(items, 0)
     encoded = encode_node(root)

@@ -28,21 +28,17 @@ Hot spots of py-evm's block building and execution, replaced where py-evm looks 
 - a receipt's logs bloom is computed, and checked, on integers (:mod:`bloom`), and a block is finalized
   without py-evm's debug f-string that rendered the whole block;
 - the EVM runs the opcode table of :mod:`fast_opcodes` in that module's tighter loop (``FastOpcodeLoop``);
-- a pyrlp field (``tx.gas``, ``account.balance``, ``header.number``: some 170 reads a transaction) is read
-  by an ``operator.attrgetter`` property, not pyrlp's Python getter around the same ``getattr``.
+- pyrlp's field reads and keyword-argument merging take shortcuts (:mod:`pyrlp_shortcuts`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache, lru_cache
-from operator import attrgetter
 from typing import Any
 
 import eth.db.chain
 import eth.vm.base
-import rlp
-import rlp.sedes.serializable
 from eth.abc import (
     BlockAndMetaWitness,
     BlockAPI,
@@ -66,6 +62,7 @@ from rlp.sedes.serializable import BaseSerializable, make_immutable
 from trie import HexaryTrie
 
 from lorachain import hashing
+from lorachain.node import pyrlp_shortcuts
 from lorachain.node.bloom import logs_bloom
 from lorachain.node.fast_opcodes import FastOpcodeLoop, fast_opcodes
 from lorachain.node.ordered_trie import ordered_trie_root_and_nodes
@@ -110,36 +107,7 @@ def _copy(self: Any, *args: Any, **overrides: Any) -> Any:
 
 
 BaseSerializable.copy = _copy  # type: ignore[method-assign]
-_pyrlp_field_property = rlp.sedes.serializable._mk_field_property
-_PYRLP_GETTER = _pyrlp_field_property("field", "_field").fget.__qualname__  # type: ignore[union-attr]
-
-
-def _field_property(field: str, attr: str) -> property:
-    """pyrlp's property for a field (its setter kept), the getter an ``attrgetter`` of the same attribute."""
-    return property(attrgetter(attr), _pyrlp_field_property(field, attr).fset)
-
-
-def _fast_field_properties() -> None:
-    """Give every rlp ``Serializable`` class defined so far :func:`_field_property` getters, and the classes
-    defined from now on too (pyrlp's metaclass looks ``_mk_field_property`` up when it makes a class)."""
-    classes, pending = set(), [rlp.Serializable]
-    while pending:
-        for sub in pending.pop().__subclasses__():
-            if sub not in classes:
-                classes.add(sub)
-                pending.append(sub)
-    for cls in classes:
-        meta = cls.__dict__.get("_meta")
-        if meta is None:
-            continue
-        for name, attr in zip(meta.field_names, meta.field_attrs, strict=True):
-            prop = cls.__dict__.get(name)
-            if isinstance(prop, property) and getattr(prop.fget, "__qualname__", None) == _PYRLP_GETTER:
-                setattr(cls, name, property(attrgetter(attr), prop.fset))
-    rlp.sedes.serializable._mk_field_property = _field_property
-
-
-_fast_field_properties()
+pyrlp_shortcuts.install()
 TypedTransaction.__deepcopy__ = _itself  # type: ignore[attr-defined]
 TypedReceipt.__deepcopy__ = _itself  # type: ignore[attr-defined]
 
