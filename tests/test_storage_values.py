@@ -16,7 +16,14 @@ from eth.rlp.accounts import Account
 from eth.vm.interrupt import MissingStorageTrieNode
 from eth_utils import ValidationError
 
-from lorachain.node.state_db import BatchedAccountDB, BatchedAccountStorageDB, _decode_slot_value, _encode_account
+from lorachain.node.state_db import (
+    BatchedAccountDB,
+    BatchedAccountStorageDB,
+    _account_fields,
+    _decode_account,
+    _decode_slot_value,
+    _encode_account,
+)
 
 ADDRESS = b"\x42" * 20
 VALUES = [1, 0x7F, 0x80, 0xFF, 0x100, 2**64, 2**255, 2**256 - 1]
@@ -133,3 +140,41 @@ def test_reads_of_a_stored_trie_match_py_evm() -> None:
     ):
         with pytest.raises(MissingStorageTrieNode):
             storage.get(0)
+
+
+def test_accounts_decode_as_pyrlp() -> None:
+    """Canonical account encodings (read directly) and damaged ones (pyrlp's: value or error) alike."""
+    rng = random.Random(21)
+
+    def decoded(decode, encoded: bytes) -> tuple:
+        try:
+            account = decode(encoded)
+        except Exception:
+            return ("error",)
+        return account.nonce, account.balance, account.storage_root, account.code_hash
+
+    read_directly = 0
+    for _ in range(5000):
+        account = Account(rng.choice([0, 1, 0x7F, 0x80, 0xFF, rng.getrandbits(64)]),
+                          rng.choice([0, 1, 0x7F, 0x80, rng.getrandbits(rng.randint(1, 256))]),
+                          rng.randbytes(32), rng.randbytes(32))  # fmt: skip
+        encoded = bytearray(rlp.encode(account))
+        damage = rng.random()
+        if damage < 0.3:
+            encoded[rng.randrange(len(encoded))] = rng.randrange(256)
+        elif damage < 0.4:
+            encoded = encoded[: rng.randrange(len(encoded))]
+        elif damage < 0.45:
+            encoded += b"\x00"
+        elif damage < 0.5:  # a small integer in a needless two-byte form, or the list in a needless long form
+            items = [rlp.encode(account.nonce), rlp.encode(account.balance), rlp.encode(account.storage_root),
+                     rlp.encode(account.code_hash)]  # fmt: skip
+            if rng.random() < 0.5:
+                items[1] = b"\x81\x05"
+            body = b"".join(items)
+            short = bytes([0xC0 + len(body)]) if len(body) < 56 else b"\xf8" + bytes([len(body)])
+            encoded = bytearray(rng.choice([short, b"\xf8" + bytes([len(body)])])) + body
+        encoded = bytes(encoded)
+        read_directly += _account_fields(encoded) is not None
+        assert decoded(_decode_account.__wrapped__, encoded) == decoded(lambda e: rlp.decode(e, sedes=Account), encoded)
+    assert read_directly > 2000

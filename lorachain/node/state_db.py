@@ -224,7 +224,38 @@ CODE_BY_HASH = CodeByHash()
 
 @lru_cache(maxsize=65_536)
 def _decode_account(encoded: bytes) -> Account:
-    return rlp.decode(encoded, sedes=Account)
+    """``rlp.decode(encoded, sedes=Account)``: a canonical encoding read directly, anything else by pyrlp (which
+    raises for what is not an account)."""
+    fields = _account_fields(encoded)
+    return _account(*fields) if fields is not None else rlp.decode(encoded, sedes=Account)
+
+
+def _account_fields(encoded: bytes) -> tuple[int, int, bytes, bytes] | None:
+    """(nonce, balance, storage root, code hash) of a canonical account encoding, else None."""
+    size = len(encoded)  # an account's payload (two hashes and two integers) is 66-132 bytes: a one-byte long list
+    if size < 2 or encoded[0] != 0xF8 or encoded[1] != size - 2:
+        return None
+    at = 2
+    integers = []
+    for _ in range(2):
+        if at >= size:
+            return None
+        prefix = encoded[at]
+        if prefix < 0x80:
+            integers.append(prefix)
+            at += 1
+        elif prefix <= 0xA0:  # at most 32 bytes, minimal: no leading zero, no single byte below 0x80
+            length = prefix - 0x80
+            raw = encoded[at + 1 : at + 1 + length]
+            if len(raw) != length or (length and raw[0] == 0) or (length == 1 and raw[0] < 0x80):
+                return None
+            integers.append(int.from_bytes(raw, "big"))
+            at += 1 + length
+        else:
+            return None
+    if size - at != 66 or encoded[at] != 0xA0 or encoded[at + 33] != 0xA0:
+        return None
+    return integers[0], integers[1], encoded[at + 1 : at + 33], encoded[at + 34 :]
 
 
 def _account(nonce: int, balance: int, storage_root: bytes, code_hash: bytes) -> Account:
