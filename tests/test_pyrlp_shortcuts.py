@@ -48,3 +48,23 @@ def test_fields_read_the_same_and_stay_immutable() -> None:
     header = PragueBlockHeader(difficulty=0, block_number=5, gas_limit=30_000_000, timestamp=9)
     assert (header.block_number, header.gas_limit, header.timestamp) == (5, 30_000_000, 9)
     assert type(header).__dict__["gas_limit"].fget.__class__.__name__ == "attrgetter"
+
+
+def test_constructors_match_pyrlp() -> None:
+    """Objects built through the shortcut constructor equal pyrlp's (lists made tuples, nested too); a wrong
+    argument count is pyrlp's TypeError, word for word."""
+    from eth.rlp.logs import Log
+
+    entries = [(b"\x01" * 20, [1, 2, 3], b"data"), (b"\x02" * 20, [], b""), (b"\x03" * 20, [[7]], b"x")]
+    for address, topics, data in entries:
+        ours, pyrlps = Log(address, topics, data), Log.__new__(Log)
+        shortcuts._pyrlp_init(pyrlps, address, topics, data)
+        assert (ours.address, ours.topics, ours.data) == (pyrlps.address, pyrlps.topics, pyrlps.data)
+        assert isinstance(ours.topics, tuple)
+    for arguments in [(b"\x01" * 20,), (b"\x01" * 20, (), b"", b"extra")]:
+        errors = []
+        for init in (shortcuts._serializable_init, shortcuts._pyrlp_init):
+            with pytest.raises(TypeError) as raised:
+                init(Log.__new__(Log), *arguments)
+            errors.append(str(raised.value))
+        assert errors[0] == errors[1]

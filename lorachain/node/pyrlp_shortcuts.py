@@ -2,6 +2,8 @@
 
 - a field (``tx.gas``, ``account.balance``, ``header.number``: some 170 reads a transaction) is read by an
   ``operator.attrgetter`` property, not pyrlp's Python getter around the same ``getattr``;
+- a constructor sets each field's attribute directly (``make_immutable`` is called for lists only: it turns
+  lists into tuples and returns anything else as it is);
 - keyword arguments are merged with the field names (every ``Header(**fields)``, every deserialized object)
   directly when they are exactly the fields: pyrlp checks each call's field names for duplicates with a
   ``collections.Counter`` and compares four sets before it zips. Any other shape, and every error, is pyrlp's.
@@ -20,6 +22,7 @@ import rlp.sedes.serializable as serializable
 _pyrlp_field_property = serializable._mk_field_property
 _pyrlp_merge_kwargs_to_args = serializable.merge_kwargs_to_args
 _pyrlp_merge_args_to_kwargs = serializable.merge_args_to_kwargs
+_pyrlp_init = serializable.BaseSerializable.__init__
 _PYRLP_GETTER = _pyrlp_field_property("field", "_field").fget.__qualname__  # type: ignore[union-attr]
 
 
@@ -60,11 +63,27 @@ def merge_args_to_kwargs(
     return _pyrlp_merge_args_to_kwargs(args, kwargs, arg_names, allow_missing)  # type: ignore[no-any-return]
 
 
+def _serializable_init(self: Any, *args: Any, **kwargs: Any) -> None:
+    """pyrlp's ``BaseSerializable.__init__``, the same checks and message."""
+    meta = self._meta
+    field_values = serializable.merge_kwargs_to_args(args, kwargs, meta.field_names) if kwargs else args
+    if len(field_values) != len(meta.field_names):
+        raise TypeError(
+            f"Argument count mismatch. expected {len(meta.field_names)} - "
+            f"got {len(field_values)} - "
+            f"missing {','.join(meta.field_names[len(field_values) :])}"
+        )
+    for value, attr in zip(field_values, meta.field_attrs, strict=True):
+        setattr(self, attr, serializable.make_immutable(value) if isinstance(value, list) else value)
+
+
 def install() -> None:
     """Put the shortcuts where pyrlp looks them up, and give every ``Serializable`` class defined so far
     :func:`_field_property` getters (pyrlp's metaclass makes later classes' with ``_mk_field_property``)."""
     serializable.merge_kwargs_to_args = merge_kwargs_to_args
     serializable.merge_args_to_kwargs = merge_args_to_kwargs
+    if serializable.BaseSerializable.__init__ is _pyrlp_init:
+        serializable.BaseSerializable.__init__ = _serializable_init  # type: ignore[method-assign]
     classes, pending = set(), [rlp.Serializable]
     while pending:
         for sub in pending.pop().__subclasses__():

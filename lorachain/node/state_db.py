@@ -317,6 +317,10 @@ class BatchedAccountDB(AccountDB):
         self._trie_cache = CacheDB(_FlatFirst(self))
         self._journaltrie = JournalDB(self._trie_cache)
 
+    # The root is the HexaryTrie's under py-evm's HashTrie wrapper, read without the wrapper's __getattr__;
+    # setting it stays py-evm's (which drops the trie cache when the root changes).
+    state_root = property(lambda self: self._trie._db.root_hash, AccountDB.state_root.fset)  # type: ignore[assignment]
+
     def _get_meta_witness(self) -> MetaWitness:
         return MetaWitness(frozenset(), {})  # see the module's docstring
 
