@@ -6,15 +6,20 @@ a call that is most of the ~3-10 µs an opcode costs here, and PUSH, DUP, SWAP, 
 arithmetic make ~75 % of the opcodes compiled Solidity runs. :func:`fast_opcodes` returns a fork's table where
 
 - those opcodes are one call each, working on the stack's list and the gas meter directly;
+- SLOAD and SSTORE (EIP-2929 access lists, EIP-2200/3529 net metering) and LOG0-LOG4 are one call each too,
+  reading and writing the account DB's journals directly (an increment's two SLOADs, SSTORE and LOG were
+  ~40% of its EVM time);
 - every other plain opcode (a ``_FastOpcode``) charges its constant gas inline before its logic function;
-- everything else (dynamic-gas opcodes, calls, creates, SSTORE, ...) is py-evm's own object, untouched.
+- everything else (calls, creates, copies, ...) is py-evm's own object, untouched.
 
 An opcode is replaced only where the fork's table holds py-evm's own logic function for it (checked by
-identity), so a fork that redefines one keeps its version. Semantics are py-evm's exactly: gas is charged
+identity; SSTORE and LOG by the schedule or topic count inside py-evm's ``ensure_no_static`` wrapper), so a
+fork that redefines one keeps its version. Semantics are py-evm's exactly: gas is charged
 before the operation (an out-of-gas error is py-evm's own, raised by ``GasMeter.consume_gas``), then stack
 underflow and overflow raise the same exceptions with the same messages; only py-evm's ``debug2`` gas log
 lines are not written by the replaced opcodes. ``tests/test_fast_opcodes.py`` runs random programs through
-both tables and compares stack, gas, program counter and error, and the whole suite runs on this table.
+both tables and compares stack, gas, program counter, memory, logs and error (storage programs also the
+refund, the slots and their warmth), and the whole suite runs on this table.
 """
 
 from __future__ import annotations
