@@ -10,7 +10,7 @@ import rlp
 from eth.constants import BLANK_ROOT_HASH
 from trie import HexaryTrie
 
-from lorachain.node.trie_nodes import encode_node
+from lorachain.node.trie_nodes import encode_node, encode_uint
 from lorachain.node.trie_update import MissingNode, TrieUpdate, node_loader, updated_root
 
 
@@ -96,3 +96,21 @@ def test_random_nodes_encode_as_rlp() -> None:
     for _ in range(5000):
         node = random_item(0)
         assert encode_node(node) == rlp.encode(node)
+
+
+def test_encode_uint_is_rlp() -> None:
+    rng = random.Random(13)
+    values = [
+        0,
+        1,
+        0x7F,
+        0x80,
+        0xFF,
+        0x100,
+        2**64 - 1,
+        2**256 - 1,
+        2**448,
+        *(rng.getrandbits(rng.randint(1, 500)) for _ in range(2000)),
+    ]
+    for value in values:
+        assert encode_uint(value) == rlp.encode(value)

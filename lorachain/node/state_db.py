@@ -37,7 +37,7 @@ from eth_utils import ValidationError, int_to_big_endian
 from trie import HexaryTrie
 
 from lorachain.hashing import keccak
-from lorachain.node.trie_nodes import encode_node, length_prefix, rlp_int, trie_get
+from lorachain.node.trie_nodes import encode_node, encode_uint, length_prefix, rlp_int, trie_get
 from lorachain.node.trie_update import node_loader, updated_root
 
 _Pending = dict[bytes, bytes | None]  # hashed slot -> rlp value, or None: deleted
@@ -270,20 +270,13 @@ def _account(nonce: int, balance: int, storage_root: bytes, code_hash: bytes) ->
 def _encode_account(account: Account) -> bytes:
     """``rlp.encode(account, sedes=Account)``, written out: two integers, then two 32-byte hashes."""
     payload = (
-        _rlp_scalar(account.nonce)
-        + _rlp_scalar(account.balance)
+        encode_uint(account.nonce)
+        + encode_uint(account.balance)
         + b"\xa0" + account.storage_root
         + b"\xa0" + account.code_hash
     )  # fmt: skip
     return length_prefix(len(payload), 0xC0) + payload
 
-
-def _rlp_scalar(value: int) -> bytes:
-    """The rlp of an unsigned integer (``big_endian_int``): one byte below 0x80, else length-prefixed bytes."""
-    if value < 0x80:
-        return bytes((value,)) if value else b"\x80"
-    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
-    return length_prefix(len(raw), 0x80) + raw
 
 
 class _FlatFirst(BaseDB):

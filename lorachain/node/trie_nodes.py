@@ -71,6 +71,14 @@ def encode_node(node: Any) -> bytes:
     return bytes((0xC0 + length,)) + payload if length < 56 else length_prefix(length, 0xC0) + payload
 
 
+def encode_uint(value: int) -> bytes:
+    """The rlp of an unsigned integer (pyrlp's ``big_endian_int``): ``encode_node(rlp_int(value))``, directly."""
+    if value < 0x80:
+        return bytes((value,)) if value else b"\x80"
+    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+    return length_prefix(len(raw), 0x80) + raw
+
+
 def rlp_int(value: int) -> bytes:
     """An integer as rlp carries it: minimal big-endian bytes, empty for zero."""
     return value.to_bytes((value.bit_length() + 7) // 8, "big")

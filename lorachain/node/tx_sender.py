@@ -19,7 +19,7 @@ import rlp
 from eth.abc import SignedTransactionAPI
 
 from lorachain.hashing import keccak
-from lorachain.node.trie_nodes import encode_node, length_prefix
+from lorachain.node.trie_nodes import encode_node, encode_uint, length_prefix
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 TYPED_WITH_SIGNATURE_AT_END = (1, 2, 4)  # EIP-2930, EIP-1559, EIP-7702: [..., y_parity, r, s]
@@ -38,11 +38,6 @@ def _without_signature(body: bytes, items: list) -> bytes:
     return body[: len(body) - sum(len(encode_node(item)) for item in items[-3:])]
 
 
-def _rlp_int_length(value: int) -> int:
-    """Bytes of an unsigned integer's canonical rlp encoding."""
-    return 1 if value < 0x80 else 1 + (value.bit_length() + 7) // 8  # values here are below 2**448
-
-
 def signing_hash_and_signature(
     raw: bytes, decoded_signature: tuple[int, int, int] | None = None
 ) -> tuple[bytes, bytes] | None:
@@ -59,7 +54,7 @@ def signing_hash_and_signature(
         if y_parity not in (0, 1) or r.bit_length() > 256 or s.bit_length() > 256:
             return None
         body = _list_body(raw[1:])
-        unsigned = body[: len(body) - _rlp_int_length(y_parity) - _rlp_int_length(r) - _rlp_int_length(s)]
+        unsigned = body[: len(body) - len(encode_uint(y_parity)) - len(encode_uint(r)) - len(encode_uint(s))]
         return _hash_and_signature(raw[:1] + length_prefix(len(unsigned), 0xC0) + unsigned, y_parity, r, s)
     if raw[0] >= 0xC0:  # a legacy transaction: rlp([nonce, gasPrice, gas, to, value, data, v, r, s])
         items = rlp.decode(raw)
@@ -109,7 +104,7 @@ def recover_sender(raw: bytes, decoded_signature: tuple[int, int, int] | None = 
 
 def prime(tx: SignedTransactionAPI, raw: bytes) -> None:
     """Fill ``tx``'s cached sender (and a typed transaction's cached hash) from the bytes it was decoded from."""
-    typed = getattr(tx, "type_id", None) is not None and raw[:1] and raw[0] in TYPED_WITH_SIGNATURE_AT_END
+    typed = getattr(tx, "type_id", None) is not None and bool(raw) and raw[0] in TYPED_WITH_SIGNATURE_AT_END
     sender = recover_sender(raw, (tx.y_parity, tx.r, tx.s) if typed else None)
     if sender is None:
         return
